@@ -23,7 +23,7 @@ reregister(beat_models.ClockedSchedule, beat_admin.ClockedScheduleAdmin)
 reregister(beat_models.SolarSchedule, admin.ModelAdmin)
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class ReadOnlyAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 

@@ -10,7 +10,7 @@ from django.contrib import admin
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 
-from controlplane.audit import audit_record
+from controlplane.audit import audit_record, diff, model_snapshot
 
 
 def _message_changes(message: Any) -> dict[str, Any]:
@@ -22,15 +22,27 @@ def _message_changes(message: Any) -> dict[str, Any]:
     return {"admin": message} if message else {}
 
 
-class AuditedModelAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class AuditedModelAdmin(admin.ModelAdmin):
     """Base for every ModelAdmin of the project (and re-registered third-party ones)."""
 
     def log_addition(self, request: HttpRequest, obj: Model, message: Any) -> Any:
         audit_record(action=f"{obj._meta.model_name}.create", obj=obj, changes=_message_changes(message))
         return super().log_addition(request, obj, message)
 
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        before = None
+        if change and obj.pk is not None:
+            old = type(obj)._default_manager.filter(pk=obj.pk).first()
+            before = model_snapshot(old) if old is not None else None
+        super().save_model(request, obj, form, change)
+        if before is not None:
+            request._audit_changes = diff(before, model_snapshot(obj))  # type: ignore[attr-defined]
+
     def log_change(self, request: HttpRequest, obj: Model, message: Any) -> Any:
-        audit_record(action=f"{obj._meta.model_name}.update", obj=obj, changes=_message_changes(message))
+        changes = getattr(request, "_audit_changes", None)
+        if changes is None:
+            changes = _message_changes(message)
+        audit_record(action=f"{obj._meta.model_name}.update", obj=obj, changes=changes)
         return super().log_change(request, obj, message)
 
     def log_deletions(self, request: HttpRequest, queryset: QuerySet[Any]) -> Any:
@@ -39,8 +51,8 @@ class AuditedModelAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return super().log_deletions(request, queryset)
 
     def get_actions(self, request: HttpRequest) -> dict[str, Any]:
-        actions = super().get_actions(request)
-        return {name: (self._audited(func, name), n, d) for name, (func, n, d) in actions.items()}
+        actions: dict[str, Any] = dict(super().get_actions(request) or {})
+        return {name: (self._audited(a[0], name), *a[1:]) for name, a in actions.items()}
 
     def _audited(self, func: Any, name: str) -> Any:
         if name == "delete_selected":  # audited per object through log_deletions
@@ -61,7 +73,7 @@ class AuditedModelAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return wrapper
 
 
-def reregister(model: type[Model], base: type[admin.ModelAdmin]) -> None:  # type: ignore[type-arg]
+def reregister(model: type[Model], base: type[admin.ModelAdmin]) -> None:
     """Replace a third-party ModelAdmin with an audited subclass of it."""
     if admin.site.is_registered(model):
         admin.site.unregister(model)

@@ -10,6 +10,7 @@ class ControlPlaneConfig(AppConfig):
 
     def ready(self) -> None:
         from controlplane import metrics, roles
+        from controlplane.api import schema  # noqa: F401  (registers the OpenAPI auth extension)
 
         metrics.install_collector()
         # Django creates permissions on post_migrate; the role groups are kept in step with them.

@@ -69,7 +69,7 @@ def check_workers() -> dict[str, Any]:
         "scheduler_ok": bool(pipeline and now - pipeline <= PIPELINE_MAX_AGE),
     }
     if not alive:
-        result["message"] = "no Celery worker heartbeat within the last " f"{settings.HEALTH_WORKER_MAX_AGE}"
+        result["message"] = f"no Celery worker heartbeat within the last {settings.HEALTH_WORKER_MAX_AGE}"
     return result
 
 

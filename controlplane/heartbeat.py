@@ -34,7 +34,7 @@ class WorkerHeartbeatStep(bootsteps.StartStopStep):
     works with every broker and lets every web process report the same truth.
     """
 
-    requires = {"celery.worker.components:Timer"}
+    requires = ("celery.worker.components:Timer",)
 
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)

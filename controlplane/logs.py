@@ -18,9 +18,7 @@ PRE_CHAIN: list[Any] = [
 def build_logging_config(*, level: str, fmt: str) -> dict[str, Any]:
     """Return a ``LOGGING`` dict that renders stdlib and structlog records alike."""
     renderer: Any = (
-        structlog.processors.JSONRenderer()
-        if fmt == "json"
-        else structlog.dev.ConsoleRenderer(colors=False)
+        structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
     )
     structlog.configure(
         processors=[

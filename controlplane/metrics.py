@@ -77,7 +77,9 @@ def _worker_metrics() -> Iterable[Metric]:
     alive = Heartbeat.objects.filter(
         name__startswith="worker:", last_seen__gte=now - settings.HEALTH_WORKER_MAX_AGE
     ).count()
-    workers = GaugeMetricFamily("controlplane_celery_workers_alive", "Celery workers with a recent heartbeat.")
+    workers = GaugeMetricFamily(
+        "controlplane_celery_workers_alive", "Celery workers with a recent heartbeat."
+    )
     workers.add_metric([], alive)
     yield workers
     pipeline = Heartbeat.objects.filter(name="pipeline").values_list("last_seen", flat=True).first()

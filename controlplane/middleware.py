@@ -33,11 +33,12 @@ class RequestContextMiddleware:
         token = context.activate(
             context.ActorContext(request_id=request_id, source=source, ip=client_ip(request), request=request)
         )
+        # Left bound after the response: Django logs 4xx/5xx outside the middleware chain.
+        structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
         try:
             response = self.get_response(request)
         finally:
-            structlog.contextvars.unbind_contextvars("request_id")
             context.deactivate(token)
         response["X-Request-ID"] = request_id
         return response

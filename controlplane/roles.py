@@ -44,9 +44,9 @@ def role_of(user: AbstractBaseUser | AnonymousUser | None) -> Role:
     cached = getattr(user, "_controlplane_role", None)
     if cached is not None:
         return Role(cached)
-    names = set(user.groups.values_list("name", flat=True))  # type: ignore[union-attr]
+    names = set(user.groups.values_list("name", flat=True))  # type: ignore[attr-defined]
     role = max((r for r in Role if r is not Role.NONE and r.group_name in names), default=Role.NONE)
-    user._controlplane_role = int(role)  # type: ignore[union-attr]
+    user._controlplane_role = int(role)  # type: ignore[attr-defined]
     return role
 
 
@@ -75,7 +75,11 @@ def sync_role_groups() -> None:
         p
         for p in perms
         if p.content_type.app_label in OPERATIONAL_APPS and not p.codename.startswith("delete_")
-    ] + [p for p in perms if p.content_type.app_label == "django_celery_beat" and p.codename.startswith("change_")]
+    ] + [
+        p
+        for p in perms
+        if p.content_type.app_label == "django_celery_beat" and p.codename.startswith("change_")
+    ]
     for role, granted in (
         (Role.VIEWER, view),
         (Role.OPERATOR, view + act),

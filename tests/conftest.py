@@ -95,10 +95,31 @@ class WorkerProcess:
         name = hostname or f"test-{uuid.uuid4().hex[:8]}@%h"
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "controlplane", "worker", "-Q", self.queue,
-             "--concurrency", str(concurrency), "--pool", "prefork", "-n", name,
-             "--without-gossip", "--without-mingle", "--loglevel", "INFO"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "controlplane",
+                "worker",
+                "-Q",
+                self.queue,
+                "--concurrency",
+                str(concurrency),
+                "--pool",
+                "prefork",
+                "-n",
+                name,
+                "--without-gossip",
+                "--without-mingle",
+                "--loglevel",
+                "INFO",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         return self
 
@@ -122,9 +143,7 @@ class WorkerProcess:
 
 
 @pytest.fixture
-def celery_worker_factory(
-    transactional_db: Any, tmp_path: Path
-) -> Iterator[Callable[..., WorkerProcess]]:
+def celery_worker_factory(transactional_db: Any, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     """Start real worker processes bound to the test database and a private queue.
 
     The test process's Celery app is pointed at the same queue, so ``task.delay()``
@@ -175,9 +194,21 @@ class RedisServer:
 
     def start(self) -> RedisServer:
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.dir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.dir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         wait_for(self._answers, timeout=10)
         return self

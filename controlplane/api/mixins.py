@@ -20,7 +20,9 @@ class AuditedModelMixin:
     def perform_create(self, serializer: BaseSerializer[Any]) -> None:
         with transaction.atomic():
             obj = serializer.save()
-            audit_record(action=f"{obj._meta.model_name}.create", obj=obj, changes=diff({}, model_snapshot(obj)))
+            audit_record(
+                action=f"{obj._meta.model_name}.create", obj=obj, changes=diff({}, model_snapshot(obj))
+            )
 
     def perform_update(self, serializer: BaseSerializer[Any]) -> None:
         before = model_snapshot(serializer.instance)  # type: ignore[arg-type]

@@ -3,10 +3,11 @@
 from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
-from controlplane.api.views import AuditEntryViewSet
+from controlplane.api.views import ApiTokenViewSet, AuditEntryViewSet
 
 router = DefaultRouter()
 router.register("audit-log", AuditEntryViewSet, basename="audit-log")
+router.register("tokens", ApiTokenViewSet, basename="token")
 
 urlpatterns = [
     path("", include("deployments.api.urls")),

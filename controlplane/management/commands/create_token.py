@@ -20,7 +20,9 @@ class Command(BaseCommand):
         parser.add_argument("username")
         parser.add_argument("--role", default="viewer", choices=["viewer", "operator", "admin"])
         parser.add_argument("--name", default="", help="What the token is for.")
-        parser.add_argument("--ttl-days", type=int, default=None, help="Expire after N days (default: never).")
+        parser.add_argument(
+            "--ttl-days", type=int, default=None, help="Expire after N days (default: never)."
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
