@@ -1,0 +1,1 @@
+"""I/O adapters the engine drives: routers, deployers, health checks, metrics."""
