@@ -6,6 +6,7 @@ engine, providers and routers suites can put real HTTP behind an instance addres
 
 Endpoints:
 - ``GET /health``   200 ``{"status": "healthy", "version": V}``, or 503 when made unhealthy.
+- ``GET /redirect`` 302 to /health (a health path that redirects is not healthy).
 - ``GET /metrics``  Prometheus text: ``app_http_requests_total{code,version,slot}`` counters,
                     ``app_http_request_duration_ms_sum``/``_count`` and ``app_info``.
 - ``POST /deploy``  a deploy agent: JSON ``{"release": {"version": ...}}`` (or ``{"version": ...}``)
@@ -194,6 +195,12 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if path == "/metrics":
             self._send(200, app.metrics_text().encode(), "text/plain; version=0.0.4")
+            return
+        if path == "/redirect":
+            self.send_response(302)
+            self.send_header("Location", "/health")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
             return
         self._serve_app()
 
