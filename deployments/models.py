@@ -79,16 +79,16 @@ class Instance(models.Model):
     name = models.CharField(max_length=100)
     address = models.URLField(max_length=500, help_text="Base URL, e.g. http://10.0.0.5:8000")
     slot = models.CharField(max_length=10, choices=Slot.choices, blank=True, default="")
-    release = models.ForeignKey(
-        "Release", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
+    release = models.ForeignKey("Release", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     state = models.CharField(max_length=20, choices=State.choices, default=State.IN_SERVICE)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
         ordering = ["environment_id", "name"]
         constraints = [
-            models.UniqueConstraint(fields=["environment", "name"], name="instance_unique_name_per_environment")
+            models.UniqueConstraint(
+                fields=["environment", "name"], name="instance_unique_name_per_environment"
+            )
         ]
 
     def __str__(self) -> str:

@@ -47,9 +47,20 @@ def rollback_plan(config: StrategyConfig, state: EnvState, *, warm_slot: str | N
     """A rollback without pauses or analysis; with a warm slot, only verify it and switch back."""
     if warm_slot is not None:
         names = state.in_slot(warm_slot)
-        return [s.verify_health(names, warm_slot), s.switch_traffic(warm_slot), s.finalize(live_slot=warm_slot)]
+        return [
+            s.verify_health(names, warm_slot),
+            s.switch_traffic(warm_slot),
+            s.finalize(live_slot=warm_slot),
+        ]
     if isinstance(config, RollingConfig):
-        return rolling.plan(RollingConfig(config.batch_size, 0, None, config.max_unavailable, config.health_check), state)
+        return rolling.plan(
+            RollingConfig(config.batch_size, 0, None, config.max_unavailable, config.health_check), state
+        )
     _, target = canary.slots_for(state)
     names = state.in_slot(target)
-    return [s.deploy(names, target), s.verify_health(names, target), s.switch_traffic(target), s.finalize(live_slot=target)]
+    return [
+        s.deploy(names, target),
+        s.verify_health(names, target),
+        s.switch_traffic(target),
+        s.finalize(live_slot=target),
+    ]

@@ -17,19 +17,20 @@ def slots_for(state: EnvState, default_live: str | None = None) -> tuple[str, st
 
 
 def plan(config: CanaryConfig, state: EnvState) -> list[Step]:
-    stable, target = slots_for(state)
+    _, target = slots_for(state)
     names = state.in_slot(target)
     out: list[Step] = [s.deploy(names, target), s.verify_health(names, target)]
     last_weight = 0
     for step in config.steps:
-        if step.kind == "weight":
-            assert step.weight is not None
+        if step.kind == "weight" and step.weight is not None:
             out.append(s.set_weight(step.weight))
             last_weight = step.weight
         elif step.kind == "pause":
             out.append(s.pause(step.duration_ms))
         elif step.analysis is not None:
-            out.append(s.analyze(step.analysis.metrics, step.analysis.duration_ms, slot=target, phase="canary"))
+            out.append(
+                s.analyze(step.analysis.metrics, step.analysis.duration_ms, slot=target, phase="canary")
+            )
     if last_weight != 100:
         out.append(s.set_weight(100))
     out.append(s.finalize(live_slot=target))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 STRATEGIES = ("canary", "blue-green", "rolling")
@@ -139,41 +139,33 @@ def _known(e: _Errors, path: str, obj: Mapping[str, Any], allowed: set[str]) -> 
             e.add(f"{path}.{key}", f"unknown field; allowed: {', '.join(sorted(allowed))}")
 
 
-MetricValidator = Callable[[str, Mapping[str, Any]], object]
+def analysis_defaults(duration_ms: int) -> dict[str, Any]:
+    """Sampling for metrics that give no interval/count: five measurements spread over the
+    step's hold, the last one at its end (none of the guide's steps gives an interval)."""
+    if duration_ms <= 0:
+        return {}
+    interval = max(duration_ms // 5, 1)
+    return {"interval": interval, "count": 5, "initialDelay": interval}
 
 
-def _metric_validator() -> MetricValidator | None:
-    try:
-        from deployments.analysis import metric_spec_from_config
-    except ImportError:  # pragma: no cover - the analysis module ships with the providers
-        return None
-    return metric_spec_from_config  # type: ignore[no-any-return]
+def _metrics(e: _Errors, path: str, value: Any, *, duration_ms: int = 0) -> dict[str, dict[str, Any]] | None:
+    from deployments.analysis import AnalysisConfigError, metric_spec_from_config
 
-
-def _metrics(e: _Errors, path: str, value: Any) -> dict[str, dict[str, Any]] | None:
     obj = _object(e, path, value)
     if obj is None:
         return None
     if not obj:
         e.add(path, "must name at least one metric")
         return None
-    validate = _metric_validator()
     out: dict[str, dict[str, Any]] = {}
     for name, cfg in obj.items():
-        mpath = f"{path}.{name}"
-        if not re.match(r"^[A-Za-z_][A-Za-z0-9_.-]{0,99}$", name):
-            e.add(mpath, "metric names are letters, digits, '_', '.', '-' (max 100)")
+        try:
+            metric_spec_from_config(name, cfg, defaults=analysis_defaults(duration_ms))
+        except AnalysisConfigError as exc:
+            field = exc.field if exc.field.startswith(name) else f"{name}.{exc.field}"
+            e.add(f"{path}.{field}", exc.rule)
             continue
-        mcfg = _object(e, mpath, cfg)
-        if mcfg is None:
-            continue
-        if validate is not None:
-            try:
-                validate(name, mcfg)
-            except (ValueError, TypeError, KeyError) as exc:
-                e.add(mpath, str(exc) or "invalid metric configuration")
-                continue
-        out[name] = dict(mcfg)
+        out[name] = dict(cfg)
     return out
 
 
@@ -187,8 +179,8 @@ def _analysis(e: _Errors, path: str, value: Any) -> Analysis | None:
     if "metrics" not in obj:
         e.add(f"{path}.metrics", "is required")
         return None
-    metrics = _metrics(e, f"{path}.metrics", obj["metrics"])
     duration = _duration(e, f"{path}.duration", obj.get("duration", 0))
+    metrics = _metrics(e, f"{path}.metrics", obj["metrics"], duration_ms=duration or 0)
     if metrics is None or duration is None:
         return None
     return Analysis(metrics=metrics, duration_ms=duration)
@@ -248,7 +240,7 @@ def _canary(e: _Errors, p: str, cfg: Mapping[str, Any]) -> CanaryConfig:
             if weight is not None:
                 steps.append(CanaryStep(kind="weight", weight=weight))
             if "metrics" in step:
-                metrics = _metrics(e, f"{sp}.metrics", step["metrics"])
+                metrics = _metrics(e, f"{sp}.metrics", step["metrics"], duration_ms=duration or 0)
                 if metrics is not None and duration is not None:
                     steps.append(CanaryStep(kind="analysis", analysis=Analysis(metrics, duration)))
             elif duration:
@@ -344,7 +336,11 @@ def _blue_green(e: _Errors, p: str, cfg: Mapping[str, Any]) -> BlueGreenConfig:
         if "scaleDownDelaySeconds" in cfg
         else None
     )
-    pre = _analysis(e, f"{p}.prePromotionAnalysis", cfg["prePromotionAnalysis"]) if "prePromotionAnalysis" in cfg else None
+    pre = (
+        _analysis(e, f"{p}.prePromotionAnalysis", cfg["prePromotionAnalysis"])
+        if "prePromotionAnalysis" in cfg
+        else None
+    )
     post = (
         _analysis(e, f"{p}.postPromotionAnalysis", cfg["postPromotionAnalysis"])
         if "postPromotionAnalysis" in cfg

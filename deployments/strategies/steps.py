@@ -48,7 +48,12 @@ def other_slot(slot: str) -> str:
 
 
 def deploy(instances: Sequence[str], slot: str | None = None) -> Step:
-    return {"kind": "deploy", "instances": list(instances), "slot": slot, "title": f"Deploy to {_who(instances, slot)}"}
+    return {
+        "kind": "deploy",
+        "instances": list(instances),
+        "slot": slot,
+        "title": f"Deploy to {_who(instances, slot)}",
+    }
 
 
 def verify_health(instances: Sequence[str], slot: str | None = None) -> Step:
@@ -69,7 +74,9 @@ def pause(duration_ms: int | None, *, reason: str = "") -> Step:
     return {"kind": "pause", "duration_ms": duration_ms, "reason": reason, "title": title}
 
 
-def analyze(metrics: Mapping[str, Mapping[str, Any]], duration_ms: int, *, slot: str | None, phase: str) -> Step:
+def analyze(
+    metrics: Mapping[str, Mapping[str, Any]], duration_ms: int, *, slot: str | None, phase: str
+) -> Step:
     return {
         "kind": "analyze",
         "metrics": {k: dict(v) for k, v in metrics.items()},
@@ -89,7 +96,11 @@ def drain(instances: Sequence[str]) -> Step:
 
 
 def undrain(instances: Sequence[str]) -> Step:
-    return {"kind": "undrain", "instances": list(instances), "title": f"Return {', '.join(instances)} to service"}
+    return {
+        "kind": "undrain",
+        "instances": list(instances),
+        "title": f"Return {', '.join(instances)} to service",
+    }
 
 
 def finalize(*, live_slot: str | None, scale_down_delay_ms: int | None = None) -> Step:
