@@ -69,6 +69,8 @@ class InstanceApp:
         self._served = 0  # application requests, drives the deterministic failure pattern
         self._counts: dict[tuple[int, str], int] = {}
         self._duration_sum_ms = 0.0
+        self.in_flight = 0
+        self.max_in_flight = 0  # most application requests served at once
         self._server = _Server((host, port), _Handler)
         self._server.app = self
         self._thread: threading.Thread | None = None
@@ -84,7 +86,8 @@ class InstanceApp:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> InstanceApp:
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # A short poll interval: stop() (shutdown) returns within 50 ms instead of 500 ms.
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()
         return self
 
@@ -211,8 +214,15 @@ class _Handler(BaseHTTPRequestHandler):
         app = self.app
         started = time.perf_counter()
         fails = app.next_fails()
-        if app.latency_ms:
-            time.sleep(app.latency_ms / 1000)
+        with app._lock:
+            app.in_flight += 1
+            app.max_in_flight = max(app.max_in_flight, app.in_flight)
+        try:
+            if app.latency_ms:
+                time.sleep(app.latency_ms / 1000)
+        finally:
+            with app._lock:
+                app.in_flight -= 1
         version = app.version
         code = 500 if fails else 200
         app.record(code, version, (time.perf_counter() - started) * 1000)
