@@ -84,26 +84,24 @@ def validate_environment_config(
     metrics: Mapping[str, Any] | None,
 ) -> dict[str, list[str]]:
     """Ask each provider builder to validate its config (no I/O); return field -> errors."""
+    import importlib
+
     errors: dict[str, list[str]] = {}
-    checks: list[tuple[str, Mapping[str, Any] | None, Any]] = []
-    try:
-        from deployments.providers.deployers import build_deployer
-        from deployments.providers.health import build_health_checker
-        from deployments.providers.metrics import build_metrics_provider
-        from deployments.providers.routers import build_router
-    except ImportError:  # pragma: no cover - providers not installed in this build
-        return errors
     checks = [
-        ("router", router, lambda c: build_router(c, [])),
-        ("deployer", deployer, build_deployer),
-        ("health_check", health_check, build_health_checker),
-        ("metrics", metrics, build_metrics_provider),
+        ("router", router, "routers", "build_router"),
+        ("deployer", deployer, "deployers", "build_deployer"),
+        ("health_check", health_check, "health", "build_health_checker"),
+        ("metrics", metrics, "metrics", "build_metrics_provider"),
     ]
-    for field, config, build in checks:
+    for field, config, module, builder in checks:
         if not config:
             continue
         try:
-            build(dict(config))
+            build = getattr(importlib.import_module(f"deployments.providers.{module}"), builder)
+        except ModuleNotFoundError:  # pragma: no cover - a provider module not installed
+            continue
+        try:
+            build(dict(config), []) if field == "router" else build(dict(config))
         except ProviderConfigError as exc:
             errors[f"{field}.{exc.field}" if exc.field else field] = [exc.rule or str(exc)]
     return errors

@@ -30,7 +30,9 @@ class Sim:
         self.version = {i.name: OLD for i in state.instances}
         live = state.live_slot or "blue"
         has_slots = any(self.slots.values())
-        self.weights: dict[str, int] = {live: 100, ("green" if live == "blue" else "blue"): 0} if has_slots else {}
+        self.weights: dict[str, int] = (
+            {live: 100, ("green" if live == "blue" else "blue"): 0} if has_slots else {}
+        )
         self.drained: set[str] = set()
         self.max_drained = 0
         self.canary_weights: list[int] = []
@@ -157,13 +159,17 @@ rolling_limits = st.one_of(
 
 @settings(max_examples=200, deadline=None)
 @given(limits=rolling_limits, n=st.integers(1, 30), interval=st.sampled_from([0, 60000]))
-def test_rolling_never_takes_more_than_the_batch_out_of_service(limits: dict[str, Any], n: int, interval: int) -> None:
+def test_rolling_never_takes_more_than_the_batch_out_of_service(
+    limits: dict[str, Any], n: int, interval: int
+) -> None:
     config = parse_strategy_config({"strategy": "rolling", "batchInterval": interval, **limits})
     state = env(0, 0, None, loose=n)
     steps = plan(config, state)
-    limit = min(v for v in (limits.get("batchSize"), limits.get("maxUnavailable")) if isinstance(v, int)) if any(
-        isinstance(v, int) for v in limits.values()
-    ) else None
+    limit = (
+        min(v for v in (limits.get("batchSize"), limits.get("maxUnavailable")) if isinstance(v, int))
+        if any(isinstance(v, int) for v in limits.values())
+        else None
+    )
     sim = Sim(state)
     sim.run(steps, None, None, must_serve=n > batch_size(config, n))  # type: ignore[arg-type]
     assert sim.max_drained <= batch_size(config, n)  # type: ignore[arg-type]

@@ -143,7 +143,11 @@ BAD_CONFIGS = [
         "needs a threshold",
     ),
     (_with(CANARY, ["steps", 2], {"setWeight": 100, "pause": {}}), "deployment.steps[2]", "exactly one of"),
-    (_with(CANARY, ["steps", 2], {"pause": {"duration": "soon"}}), "deployment.steps[2].pause.duration", "'30s'"),
+    (
+        _with(CANARY, ["steps", 2], {"pause": {"duration": "soon"}}),
+        "deployment.steps[2].pause.duration",
+        "'30s'",
+    ),
     (_with(ROLLING, ["batchSize"], 0), "deployment.batchSize", "from 1 to"),
     (_with(ROLLING, ["batchSize"], True), "deployment.batchSize", "integer"),
     (_with(ROLLING, ["healthCheck", "path"], "health"), "deployment.healthCheck.path", "starting with '/'"),
@@ -155,7 +159,11 @@ BAD_CONFIGS = [
         "deployment.environments",
         "at most one slot may be active",
     ),
-    (_with(BLUE_GREEN, ["environments", "red"], {"url": "http://x"}), "deployment.environments.red", "'blue'"),
+    (
+        _with(BLUE_GREEN, ["environments", "red"], {"url": "http://x"}),
+        "deployment.environments.red",
+        "'blue'",
+    ),
     (_with(BLUE_GREEN, ["autoPromotionSeconds"], -1), "deployment.autoPromotionSeconds", "integer"),
     (
         _with(BLUE_GREEN, ["prePromotionAnalysis"], {"templates": [{"templateName": "x"}]}),
@@ -166,7 +174,9 @@ BAD_CONFIGS = [
 ]
 
 
-@pytest.mark.parametrize(("config", "field", "rule"), BAD_CONFIGS, ids=[b[1] + ":" + b[2] for b in BAD_CONFIGS])
+@pytest.mark.parametrize(
+    ("config", "field", "rule"), BAD_CONFIGS, ids=[b[1] + ":" + b[2] for b in BAD_CONFIGS]
+)
 def test_bad_config_names_the_field_and_the_rule(config: Any, field: str, rule: str) -> None:
     with pytest.raises(ConfigError) as info:
         parse_strategy_config(config)
