@@ -79,7 +79,7 @@ def _targets(steps: list[dict[str, Any]]) -> tuple[str | None, str | None]:
 
 
 weights = st.lists(st.integers(0, 100), min_size=1, max_size=6).map(sorted)
-canary_extras = st.lists(
+canary_extras: st.SearchStrategy[list[dict[str, Any]]] = st.lists(
     st.sampled_from(
         [
             {"pause": {"duration": 1000}},
@@ -148,7 +148,7 @@ def test_blue_green_switches_once_to_a_verified_slot(
     assert sim.serving_versions() == {NEW}
 
 
-rolling_limits = st.one_of(
+rolling_limits: st.SearchStrategy[dict[str, Any]] = st.one_of(
     st.fixed_dictionaries({"batchSize": st.integers(1, 12)}),
     st.fixed_dictionaries({"maxUnavailable": st.integers(1, 12)}),
     st.fixed_dictionaries({"maxUnavailable": st.integers(1, 100).map(lambda p: f"{p}%")}),
