@@ -47,7 +47,8 @@ DEPLOY_SCRIPT = textwrap.dedent(
             sys.exit(0)
         time.sleep(float(delay))
         body = json.dumps({"release": {"version": version}}).encode()
-        req = urllib.request.Request(address + "/deploy", data=body, headers={"Content-Type": "application/json"})
+        headers = {"Content-Type": "application/json"}
+        req = urllib.request.Request(address + "/deploy", data=body, headers=headers)
         urllib.request.urlopen(req, timeout=5).read()
         with open(log, "a") as f:
             f.write(f"effect {key}\\n")
@@ -145,16 +146,17 @@ def app_on(private_redis: Any) -> Iterator[Any]:
     """Point this process's Celery producer at the private Redis (and back afterwards)."""
     from controlplane.celery import app
 
-    old = (app.conf.broker_url, app.conf.broker_write_url, app.conf.broker_read_url)
+    conf: Any = app.conf
+    old = (conf.broker_url, conf.broker_write_url, conf.broker_read_url)
 
     def reset() -> None:
         app._pool = None  # dropped, not closed: code elsewhere may still hold a producer from it
         app.amqp._producer_pool = None
 
-    app.conf.broker_url = app.conf.broker_write_url = app.conf.broker_read_url = private_redis.url
+    conf.broker_url = conf.broker_write_url = conf.broker_read_url = private_redis.url
     reset()
     yield private_redis
-    app.conf.broker_url, app.conf.broker_write_url, app.conf.broker_read_url = old
+    conf.broker_url, conf.broker_write_url, conf.broker_read_url = old
     reset()
 
 
