@@ -144,8 +144,9 @@ def test_killed_worker_mid_rollout_is_finished_by_another_without_double_or_skip
 @pytest.fixture
 def app_on(private_redis: Any) -> Iterator[Any]:
     """Point this process's Celery producer at the private Redis (and back afterwards)."""
-    from controlplane.celery import app
+    from controlplane.celery import app as celery_app
 
+    app: Any = celery_app
     conf: Any = app.conf
     old = (conf.broker_url, conf.broker_write_url, conf.broker_read_url)
 
