@@ -67,8 +67,8 @@ class DeploymentEventInline(admin.TabularInline):
     model = DeploymentEvent
     extra = 0
     can_delete = False
-    fields = ["created_at", "kind", "step", "actor_repr", "message", "details"]
-    readonly_fields = fields
+    fields = ("created_at", "kind", "step", "actor_repr", "message", "details")
+    readonly_fields = ("created_at", "kind", "step", "actor_repr", "message", "details")
     ordering = ["created_at", "id"]
     verbose_name_plural = "timeline"
 
@@ -83,8 +83,8 @@ class MeasurementInline(admin.TabularInline):
     model = Measurement
     extra = 0
     can_delete = False
-    fields = ["taken_at", "step", "metric", "value", "error", "threshold", "outcome"]
-    readonly_fields = fields
+    fields = ("taken_at", "step", "metric", "value", "error", "threshold", "outcome")
+    readonly_fields = ("taken_at", "step", "metric", "value", "error", "threshold", "outcome")
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
