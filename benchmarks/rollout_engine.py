@@ -72,7 +72,8 @@ def main() -> None:
     with connection.cursor() as cursor:
         t0 = time.perf_counter()
         cursor.execute(
-            "SELECT id FROM deployments_deployment WHERE status IN ('pending','running') AND next_check_at <= %s",
+            "SELECT id FROM deployments_deployment"
+            " WHERE status IN ('pending','running') AND next_check_at <= %s",
             [timezone.now()],
         )
         baseline_n = len(cursor.fetchall())
@@ -115,7 +116,9 @@ def main() -> None:
             f"{min(counts)}..{max(counts)} queries",
         )
     )
-    rows.append(("  baseline: lock + update one row", f"{statistics.median(base_times) * 1000:.2f} ms", "2 queries"))
+    rows.append(
+        ("  baseline: lock + update one row", f"{statistics.median(base_times) * 1000:.2f} ms", "2 queries")
+    )
 
     # -- 3. a real worker and beat drain the tick ---------------------------------------------
     env = dict(os.environ, CELERY_TASK_DEFAULT_QUEUE=queue, LOG_LEVEL="WARNING")
