@@ -23,6 +23,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from benchmarks.deployments_seed import ROOT, seed, setup_django
 
@@ -86,7 +87,8 @@ def main() -> None:
     rows.append(("reconcile tick (claim + enqueue)", f"{tick_s * 1000:.0f} ms", f"{len(ctx)} queries"))
     rows.append(("  baseline: bare SELECT of due ids", f"{select_s * 1000:.0f} ms", "1 query"))
     with app.connection_for_write() as conn:
-        messages = conn.default_channel.client.llen(queue)
+        channel: Any = conn.default_channel
+        messages = channel.client.llen(queue)
     rows.append(("  messages enqueued", str(messages), f"{args.n // max(messages, 1)} ids each"))
 
     # -- 2. queries per advance (in this process, static router) -------------------------------
