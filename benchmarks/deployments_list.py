@@ -26,6 +26,9 @@ os.environ["DJANGO_SETTINGS_MODULE"] = "benchmarks.list_settings"
 
 from benchmarks.deployments_seed import ROOT, seed, setup_django
 
+BARE = "bare Django view (baseline)"
+API = "GET /api/v1/deployments/?status=running"
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -108,31 +111,30 @@ def main() -> None:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.3)
-        results = {}
-        for name, url, hdrs in (
-            ("bare Django view (baseline)", f"{base}/bare/deployments/?status=running", {}),
-            (
-                "GET /api/v1/deployments/?status=running",
-                f"{base}/api/v1/deployments/?status=running",
-                headers,
-            ),
-        ):
-            t0 = time.perf_counter()
-            latencies = load(url, hdrs, args.requests, args.concurrency)
-            results[name] = (latencies, args.requests / (time.perf_counter() - t0))
+        results: dict[tuple[int, str], tuple[list[float], float]] = {}
+        for concurrency, total in ((1, max(args.requests // 5, 50)), (args.concurrency, args.requests)):
+            for name, url, hdrs in (
+                (BARE, f"{base}/bare/deployments/?status=running", {}),
+                (API, f"{base}/api/v1/deployments/?status=running", headers),
+            ):
+                t0 = time.perf_counter()
+                latencies = load(url, hdrs, total, concurrency)
+                results[(concurrency, name)] = (latencies, total / (time.perf_counter() - t0))
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
 
     print(
-        f"{args.n} running deployments, page of 50, {args.requests} requests "
-        f"at concurrency {args.concurrency}, gunicorn {args.workers} workers x 4 threads"
+        f"{args.n} running deployments, page of 50; {args.requests} requests at concurrency "
+        f"{args.concurrency} (and a fifth of that at 1); gunicorn {args.workers} workers x 4 threads"
     )
-    print(f"{'endpoint':<42} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8}")
-    for name, (latencies, rps) in results.items():
-        print(f"{name:<42} {statistics.median(latencies):>8.1f} {pct(latencies, 0.99):>8.1f} {rps:>8.0f}")
-    (bare, _), (api, _) = results.values()
-    print(f"p99 ratio API / bare view: {pct(api, 0.99) / pct(bare, 0.99):.2f}")
+    print(f"{'conc':>4} {'endpoint':<42} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8}")
+    for (concurrency, name), (latencies, rps) in results.items():
+        p50, p99 = statistics.median(latencies), pct(latencies, 0.99)
+        print(f"{concurrency:>4} {name:<42} {p50:>8.1f} {p99:>8.1f} {rps:>8.0f}")
+    for concurrency in (1, args.concurrency):
+        bare, api = results[(concurrency, BARE)][0], results[(concurrency, API)][0]
+        print(f"concurrency {concurrency}: p99 ratio API / bare view {pct(api, 0.99) / pct(bare, 0.99):.2f}")
     print(
         "API queries by page size (incl. auth, count, page): "
         + ", ".join(f"{k}: {v}" for k, v in queries.items())
