@@ -126,7 +126,7 @@ def provider_set_for(
         for i in instances
     ]
     return ProviderSet(
-        router_config=env.router or {"type": "static"},
+        router_config=env.router,
         deployer_config=env.deployer,
         health_config=env.health_check,
         metrics_config=env.metrics,

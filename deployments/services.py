@@ -131,8 +131,10 @@ def deployment_create(
             "only rollbacks may start",
             code="environment_frozen",
         )
-    if not environment.deployer:
-        raise ValidationError({"environment": ["has no deployer configured"]})
+    missing = [name for name in ("router", "deployer") if not getattr(environment, name)]
+    if missing:
+        # No silent default: a forgotten router must not turn a rollout into a no-op.
+        raise ValidationError({"environment": [f"has no {' or '.join(missing)} configured"]})
     try:
         plan = strategies.plan(parsed, env_state(environment))
     except strategies.PlanError as exc:

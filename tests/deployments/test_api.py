@@ -254,3 +254,16 @@ def test_openapi_schema_documents_the_endpoints_without_warnings(tmp_path: Any) 
     ):
         assert path in text
     assert "Idempotency-Key" in text
+
+
+def test_environment_without_router_cannot_deploy(noodle: Any) -> None:
+    noodle.post(
+        "/api/v1/environments/",
+        {"service": "noodle", "slug": "staging", "deployer": {"type": "command", "argv": ["/bin/true"]}},
+    )
+    r = noodle.post(
+        "/api/v1/deployments/",
+        {"environment": "noodle/staging", "release": "1.1.0", "deployment": SEED_ROLLING["deployment"]},
+    )
+    assert r.status_code == 400
+    assert r.json()["details"] == {"environment": ["has no router configured"]}
