@@ -79,6 +79,7 @@ docker-compose docker-compose
 pg_dump postgresql-client
 zstd zstd
 chromium chromium
+prometheus prometheus
 "
 
 ensure_test_tools() {
