@@ -1,0 +1,244 @@
+"""NginxRouter against a real, private nginx master in front of real loopback instances."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from deployments.providers.base import InstanceRef, ProviderError, TrafficTable
+from deployments.providers.nginx import NginxRouter, parse_upstream, plan_weights, render_upstream
+from tests.support.instance_app import InstanceApp
+from tests.support.loadgen import LoadGenerator
+from tests.support.nginx import NginxServer, require_nginx
+
+
+class Fleet:
+    """Two slots of instance apps behind a private nginx, and a router driving it."""
+
+    def __init__(self, blue: int = 1, green: int = 1) -> None:
+        self.apps: dict[str, InstanceApp] = {}
+        self.instances: list[InstanceRef] = []
+        for slot, count, version in (("blue", blue, "1.0.0"), ("green", green, "2.0.0")):
+            for n in range(1, count + 1):
+                name = f"{slot}-{n}"
+                app = InstanceApp(version=version, slot=slot).start()
+                self.apps[name] = app
+                self.instances.append(InstanceRef(name=name, address=app.url, slot=slot, version=version))
+        self.nginx = NginxServer(upstream_name="app")
+        self.nginx.start(render_upstream("app", TrafficTable({"blue": 100, "green": 0}), self.instances))
+
+    def router(self, **overrides: object) -> NginxRouter:
+        return NginxRouter.from_config(self.nginx.router_config(**overrides), self.instances)
+
+    def load(self, count: int, threads: int = 4) -> LoadGenerator:
+        return LoadGenerator(self.nginx.url, threads=threads)
+
+    def stop(self) -> None:
+        self.nginx.stop()
+        for app in self.apps.values():
+            app.stop()
+
+
+@pytest.fixture
+def fleet() -> Iterator[Fleet]:
+    require_nginx()
+    f = Fleet()
+    yield f
+    f.stop()
+
+
+def leftovers(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if p.name.startswith("."))
+
+
+def test_apply_shifts_traffic_and_observe_reads_back_the_live_file(fleet: Fleet) -> None:
+    router = fleet.router()
+    assert router.observe() == TrafficTable({"blue": 100, "green": 0})
+    first = LoadGenerator(fleet.nginx.url).run(count=100)
+    assert first.versions == {"1.0.0": 100}
+
+    router.apply(TrafficTable({"blue": 0, "green": 100}))
+
+    assert router.observe() == TrafficTable({"blue": 0, "green": 100})
+    after = LoadGenerator(fleet.nginx.url).run(count=100)
+    assert after.failed == 0
+    assert after.versions == {"2.0.0": 100}
+    assert leftovers(fleet.nginx.upstream_file.parent) == []
+    assert leftovers(fleet.nginx.prefix) == []
+
+
+def test_failed_nginx_t_keeps_old_config_serving_and_reports_nginx_error(fleet: Fleet) -> None:
+    router = fleet.router()
+    router.apply(TrafficTable({"blue": 90, "green": 10}))
+    live_before = fleet.nginx.upstream_file.read_text()
+    broken = [*fleet.instances, InstanceRef("green-9", "http://no-such-host.invalid:9000", "green")]
+    bad_router = NginxRouter.from_config(fleet.nginx.router_config(), broken)
+
+    with pytest.raises(ProviderError) as exc:
+        bad_router.apply(TrafficTable({"blue": 50, "green": 50}))
+
+    assert "nginx -t failed" in str(exc.value)
+    assert "host not found in upstream" in str(exc.value)
+    assert fleet.nginx.upstream_file.read_text() == live_before
+    assert leftovers(fleet.nginx.upstream_file.parent) == []
+    assert leftovers(fleet.nginx.prefix) == []
+    served = LoadGenerator(fleet.nginx.url).run(count=200)
+    assert served.failed == 0
+    assert served.versions == {"1.0.0": 180, "2.0.0": 20}  # still the old 90/10
+
+
+def test_bad_render_is_refused_before_any_file_is_written(fleet: Fleet) -> None:
+    live_before = fleet.nginx.upstream_file.read_text()
+    evil = [InstanceRef("blue-1", "127.0.0.1:80; server evil:1", "blue"), *fleet.instances[1:]]
+    with pytest.raises(ProviderError, match="blue-1: bad address"):
+        NginxRouter.from_config(fleet.nginx.router_config(), evil).apply(TrafficTable({"blue": 100, "green": 0}))
+    evil = [InstanceRef("blue-1", "http://evil{x}:80", "blue"), *fleet.instances[1:]]
+    with pytest.raises(ProviderError, match="blue-1: cannot route to address"):
+        NginxRouter.from_config(fleet.nginx.router_config(), evil).apply(TrafficTable({"blue": 100, "green": 0}))
+    with pytest.raises(ProviderError, match="slot green should get 50% but has no live instance"):
+        fleet.router().apply(TrafficTable({"blue": 50, "green": 50}, drained=frozenset({"green-1"})))
+    assert fleet.nginx.upstream_file.read_text() == live_before
+    assert LoadGenerator(fleet.nginx.url).run(count=50).versions == {"1.0.0": 50}
+
+
+def test_failed_reload_puts_the_previous_file_back(fleet: Fleet) -> None:
+    live_before = fleet.nginx.upstream_file.read_text()
+    router = fleet.router(reload_command=["sh", "-c", "echo 'signal process started: no pid' >&2; exit 1"])
+    with pytest.raises(ProviderError, match="reload failed .*no pid"):
+        router.apply(TrafficTable({"blue": 0, "green": 100}))
+    assert fleet.nginx.upstream_file.read_text() == live_before
+    assert fleet.router().observe() == TrafficTable({"blue": 100, "green": 0})
+
+
+def test_apply_waits_until_nginx_serves_the_new_generation(fleet: Fleet) -> None:
+    # A verify URL that never shows the new generation: apply must not report success.
+    other = fleet.apps["blue-1"].url + "/version"
+    router = fleet.router(verify_url=other, verify_timeout=0.3)
+    with pytest.raises(ProviderError, match="did not pick up upstream generation"):
+        router.apply(TrafficTable({"blue": 50, "green": 50}))
+
+
+def test_apply_is_idempotent_and_does_not_rewrite_an_unchanged_file(fleet: Fleet) -> None:
+    router = fleet.router()
+    table = TrafficTable({"blue": 50, "green": 50})
+    router.apply(table)
+    stamp = os.stat(fleet.nginx.upstream_file).st_mtime_ns
+    # A second apply with a reload that would fail proves no reload is attempted either.
+    fleet.router(reload_command=["false"]).apply(table)
+    assert os.stat(fleet.nginx.upstream_file).st_mtime_ns == stamp
+
+
+def test_drained_instance_receives_no_traffic() -> None:
+    require_nginx()
+    fleet = Fleet(blue=2, green=1)
+    try:
+        router = fleet.router()
+        router.apply(TrafficTable({"blue": 100, "green": 0}, drained=frozenset({"blue-2"})))
+        assert router.observe() == TrafficTable({"blue": 100, "green": 0}, drained=frozenset({"blue-2"}))
+        before = {name: app.requests_served for name, app in fleet.apps.items()}
+
+        result = LoadGenerator(fleet.nginx.url).run(count=300)
+
+        assert result.failed == 0
+        served = {name: app.requests_served - before[name] for name, app in fleet.apps.items()}
+        assert served == {"blue-1": 300, "blue-2": 0, "green-1": 0}
+    finally:
+        fleet.stop()
+
+
+def test_reloads_under_load_drop_no_requests(fleet: Fleet) -> None:
+    router = fleet.router()
+    load = LoadGenerator(fleet.nginx.url, threads=4).start()
+    try:
+        for i in range(20):
+            canary = (10, 50, 90, 0)[i % 4]
+            router.apply(TrafficTable({"blue": 100 - canary, "green": canary}))
+    finally:
+        result = load.stop()
+    assert result.sent > 200
+    assert result.failed == 0, result.errors
+    assert set(result.versions) == {"1.0.0", "2.0.0"}
+
+
+def test_test_config_follows_glob_and_nested_includes(tmp_path: Path) -> None:
+    """The candidate replaces the live file wherever the main config reaches it."""
+    nginx = require_nginx()
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "upstreams").mkdir()
+    upstream = tmp_path / "upstreams" / "app.conf"
+    instances = [InstanceRef("blue-1", "http://127.0.0.1:9001", "blue")]
+    upstream.write_text(render_upstream("app", TrafficTable({"blue": 100}), instances))
+    (tmp_path / "conf.d" / "site.conf").write_text(
+        "include upstreams/../upstreams/app.conf;  # relative to the config prefix\n"
+            "\nserver { listen 127.0.0.1:1; location / { proxy_pass http://app; } }\n"
+    )
+    (tmp_path / "nginx.conf").write_text(
+        f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\n"
+        "http {\n  # include upstreams/app.conf;  (a comment is not an include)\n  include conf.d/*.conf;\n}\n"
+    )
+    config = {
+        "upstream_file": str(upstream),
+        "upstream_name": "app",
+        "main_config": str(tmp_path / "nginx.conf"),
+        "nginx": nginx,
+        "reload_command": ["true"],
+    }
+    router = NginxRouter.from_config(config, instances)
+    router.apply(TrafficTable({"blue": 100}, drained=frozenset()))  # no-op: unchanged
+    bad = [*instances, InstanceRef("blue-2", "http://no-such-host.invalid:1", "blue")]
+    with pytest.raises(ProviderError, match="host not found"):
+        NginxRouter.from_config(config, bad).apply(TrafficTable({"blue": 100}))
+    good = [*instances, InstanceRef("blue-2", "http://127.0.0.1:9002", "blue")]
+    NginxRouter.from_config(config, good).apply(TrafficTable({"blue": 100}, drained=frozenset({"blue-1"})))
+    assert [s[:2] for s in parse_upstream(upstream.read_text(), "app")] == [
+        ("127.0.0.1:9001", 0),
+        ("127.0.0.1:9002", 1),
+    ]
+    assert sorted(p.name for p in tmp_path.rglob(".*")) == []
+
+    (tmp_path / "conf.d" / "site.conf").write_text("server { listen 127.0.0.1:1; }\n")
+    with pytest.raises(ProviderError, match="does not include"):
+        NginxRouter.from_config(config, good).apply(TrafficTable({"blue": 100}, frozenset({"blue-2"})))
+
+
+def test_rolling_table_gives_every_live_instance_equal_weight() -> None:
+    instances = [InstanceRef(f"web-{n}", f"http://127.0.0.1:{9000 + n}") for n in range(1, 4)]
+    text = render_upstream("web", TrafficTable({}, drained=frozenset({"web-2"})), instances)
+    assert [s[:2] for s in parse_upstream(text, "web")] == [
+        ("127.0.0.1:9001", 1),
+        ("127.0.0.1:9002", 0),
+        ("127.0.0.1:9003", 1),
+    ]
+    with pytest.raises(ProviderError, match="every instance is drained"):
+        render_upstream("web", TrafficTable({}, drained=frozenset(i.name for i in instances)), instances)
+
+
+@given(
+    canary=st.integers(min_value=0, max_value=100),
+    blue=st.integers(min_value=1, max_value=7),
+    green=st.integers(min_value=1, max_value=7),
+    drained_blue=st.integers(min_value=0, max_value=6),
+)
+def test_slot_shares_are_exact_for_any_weight_and_instance_count(
+    canary: int, blue: int, green: int, drained_blue: int
+) -> None:
+    drained_blue = min(drained_blue, blue - 1)
+    instances = [InstanceRef(f"blue-{n}", f"http://127.0.0.1:{9100 + n}", "blue") for n in range(blue)]
+    instances += [InstanceRef(f"green-{n}", f"http://127.0.0.1:{9200 + n}", "green") for n in range(green)]
+    drained = frozenset(f"blue-{n}" for n in range(drained_blue))
+    table = TrafficTable({"blue": 100 - canary, "green": canary}, drained=drained)
+
+    planned = plan_weights(table, instances)
+
+    total = sum(w for _, w, _ in planned)
+    green_weight = sum(w for i, w, _ in planned if i.slot == "green")
+    assert green_weight * 100 == canary * total  # exact, not approximately
+    assert all(w == 0 for i, w, _ in planned if i.name in drained)
+    live_blue = {w for i, w, _ in planned if i.slot == "blue" and i.name not in drained}
+    assert len(live_blue) == 1  # instances of a slot share its percent equally
+    assert all(w >= 1 for i, w, _ in planned if i.name not in drained and table.weights[i.slot or ""] > 0)
