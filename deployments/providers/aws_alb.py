@@ -63,9 +63,7 @@ class AlbConfig:
         if not isinstance(listener, str) or not listener:
             raise ProviderConfigError("aws_alb router: 'listener_arn' is required")
         groups = config.get("target_groups") or {}
-        if not isinstance(groups, Mapping) or not all(
-            isinstance(v, str) and v for v in groups.values()
-        ):
+        if not isinstance(groups, Mapping) or not all(isinstance(v, str) and v for v in groups.values()):
             raise ProviderConfigError("aws_alb router: 'target_groups' must map slot -> target group ARN")
         if not groups and not config.get("target_group"):
             raise ProviderConfigError("aws_alb router: give 'target_groups' (slots) or 'target_group'")
@@ -151,9 +149,9 @@ class AlbRouter:
 
     def deregistration_delay(self, slot: str | None) -> int:
         """Seconds AWS keeps a deregistered target of ``slot``'s group draining."""
-        attrs = self._call(
-            "describe_target_group_attributes", TargetGroupArn=self._group_of_slot(slot)
-        )["Attributes"]
+        attrs = self._call("describe_target_group_attributes", TargetGroupArn=self._group_of_slot(slot))[
+            "Attributes"
+        ]
         values = {a["Key"]: a["Value"] for a in attrs}
         return int(values.get("deregistration_delay.timeout_seconds", 300))
 
@@ -196,7 +194,9 @@ class AlbRouter:
         forward = next((a for a in actions if a.get("Type") == "forward"), None)
         stickiness = ((forward or {}).get("ForwardConfig") or {}).get("TargetGroupStickinessConfig")
         forward_config: dict[str, Any] = {
-            "TargetGroups": [{"TargetGroupArn": arn, "Weight": min(w, _MAX_WEIGHT)} for arn, w in wanted.items()]
+            "TargetGroups": [
+                {"TargetGroupArn": arn, "Weight": min(w, _MAX_WEIGHT)} for arn, w in wanted.items()
+            ]
         }
         if stickiness:
             forward_config["TargetGroupStickinessConfig"] = stickiness
@@ -278,7 +278,9 @@ class AlbRouter:
     def _verify(self, table: TrafficTable) -> None:
         observed = self.observe()
         if table.weights and dict(observed.weights) != dict(table.weights):
-            raise ProviderError(f"ALB serves weights {dict(observed.weights)}, expected {dict(table.weights)}")
+            raise ProviderError(
+                f"ALB serves weights {dict(observed.weights)}, expected {dict(table.weights)}"
+            )
         if observed.drained != frozenset(table.drained):
             raise ProviderError(
                 f"ALB targets out of service {sorted(observed.drained)}, expected {sorted(table.drained)}"

@@ -102,7 +102,7 @@ class NginxConfig:
         upstream_file = Path(str(required("upstream_file")))
         main_config = Path(str(required("main_config")))
         if not upstream_file.is_absolute() or not main_config.is_absolute():
-            raise ProviderConfigError("nginx router: 'upstream_file' and 'main_config' must be absolute paths")
+            raise ProviderConfigError("nginx router: 'upstream_file' and 'main_config' must be absolute")
         options = str(config.get("server_options") or "")
         if any(ch in options for ch in ";{}#\n"):
             raise ProviderConfigError("nginx router: 'server_options' must be plain server parameters")
@@ -155,7 +155,9 @@ def server_address(instance: InstanceRef) -> str:
     return f"{host}:{port}"
 
 
-def plan_weights(table: TrafficTable, instances: Sequence[InstanceRef]) -> list[tuple[InstanceRef, int, bool]]:
+def plan_weights(
+    table: TrafficTable, instances: Sequence[InstanceRef]
+) -> list[tuple[InstanceRef, int, bool]]:
     """Integer weight per instance (0 = down) so that each slot gets exactly its percent.
 
     Returns ``(instance, weight, drained)`` in the given order. Raises ProviderError when the
@@ -208,10 +210,7 @@ def render_upstream(
     for inst, weight, drained in plan_weights(table, instances):
         addr = server_address(inst)
         note = f"# {inst.name} slot={inst.slot or '-'}{' drained' if drained else ''}"
-        if weight:
-            params = f"weight={weight}" + (f" {server_options}" if server_options else "")
-        else:
-            params = "down"
+        params = f"weight={weight} {server_options}".strip() if weight else "down"
         lines.append(f"    server {addr} {params}; {note}")
     lines.append("}")
     body = "\n".join(lines) + "\n"
@@ -402,9 +401,7 @@ class NginxRouter:
         if live != rendered:
             raise ProviderError(f"{cfg.upstream_file} does not hold the rendered upstream after the swap")
         observed = self._table_from(live)
-        if dict(observed.weights) != {s: p for s, p in table.weights.items()} or (
-            observed.drained != frozenset(table.drained)
-        ):
+        if dict(observed.weights) != dict(table.weights) or (observed.drained != frozenset(table.drained)):
             raise ProviderError(f"nginx serves {observed.as_dict()}, expected {table.as_dict()}")
         if cfg.verify_url:
             self._wait_for_generation(generation_of(rendered, cfg.upstream_name) or "")
@@ -453,7 +450,8 @@ class NginxRouter:
 
     def _wait_for_generation(self, generation: str) -> None:
         cfg = self.config
-        assert cfg.verify_url is not None
+        if not cfg.verify_url:
+            return
         deadline = time.monotonic() + cfg.verify_timeout
         seen = ""
         while True:
@@ -482,13 +480,13 @@ class NginxRouter:
         for address, weight, note in parse_upstream(text, self.config.upstream_name):
             name = note.split()[0] if note else ""
             candidates = by_address.get(address, [])
-            inst = next((i for i in candidates if i.name == name), candidates[0] if candidates else None)
-            if inst is None:
+            found = next((i for i in candidates if i.name == name), candidates[0] if candidates else None)
+            if found is None:
                 continue
             if "drained" in note.split():
-                drained.add(inst.name)
-            if slotted and inst.slot:
-                slot_weight[inst.slot] = slot_weight.get(inst.slot, 0) + weight
+                drained.add(found.name)
+            if slotted and found.slot:
+                slot_weight[found.slot] = slot_weight.get(found.slot, 0) + weight
         declared = re.search(r"^# controlplane-table: (\{.*\})$", text, re.MULTILINE)
         rolling = declared is not None and not json.loads(declared.group(1)).get("weights")
         total = sum(slot_weight.values())
@@ -509,7 +507,7 @@ class NginxRouter:
                 fh.write(text)
                 fh.flush()
                 os.fsync(fh.fileno())
-            os.chmod(name, 0o644)  # noqa: S103 - nginx workers read it; it holds no secret
+            os.chmod(name, 0o644)  # nginx workers read it; it holds no secret
         except OSError as exc:
             raise ProviderError(f"cannot write in {directory}: {exc}") from exc
         return Path(name)

@@ -94,12 +94,13 @@ def test_failed_nginx_t_keeps_old_config_serving_and_reports_nginx_error(fleet: 
 
 def test_bad_render_is_refused_before_any_file_is_written(fleet: Fleet) -> None:
     live_before = fleet.nginx.upstream_file.read_text()
+    table = TrafficTable({"blue": 100, "green": 0})
     evil = [InstanceRef("blue-1", "127.0.0.1:80; server evil:1", "blue"), *fleet.instances[1:]]
     with pytest.raises(ProviderError, match="blue-1: bad address"):
-        NginxRouter.from_config(fleet.nginx.router_config(), evil).apply(TrafficTable({"blue": 100, "green": 0}))
+        NginxRouter.from_config(fleet.nginx.router_config(), evil).apply(table)
     evil = [InstanceRef("blue-1", "http://evil{x}:80", "blue"), *fleet.instances[1:]]
     with pytest.raises(ProviderError, match="blue-1: cannot route to address"):
-        NginxRouter.from_config(fleet.nginx.router_config(), evil).apply(TrafficTable({"blue": 100, "green": 0}))
+        NginxRouter.from_config(fleet.nginx.router_config(), evil).apply(table)
     with pytest.raises(ProviderError, match="slot green should get 50% but has no live instance"):
         fleet.router().apply(TrafficTable({"blue": 50, "green": 50}, drained=frozenset({"green-1"})))
     assert fleet.nginx.upstream_file.read_text() == live_before
@@ -109,7 +110,7 @@ def test_bad_render_is_refused_before_any_file_is_written(fleet: Fleet) -> None:
 def test_failed_reload_puts_the_previous_file_back(fleet: Fleet) -> None:
     live_before = fleet.nginx.upstream_file.read_text()
     router = fleet.router(reload_command=["sh", "-c", "echo 'signal process started: no pid' >&2; exit 1"])
-    with pytest.raises(ProviderError, match="reload failed .*no pid"):
+    with pytest.raises(ProviderError, match=r"reload failed .*no pid"):
         router.apply(TrafficTable({"blue": 0, "green": 100}))
     assert fleet.nginx.upstream_file.read_text() == live_before
     assert fleet.router().observe() == TrafficTable({"blue": 100, "green": 0})
@@ -175,11 +176,12 @@ def test_test_config_follows_glob_and_nested_includes(tmp_path: Path) -> None:
     upstream.write_text(render_upstream("app", TrafficTable({"blue": 100}), instances))
     (tmp_path / "conf.d" / "site.conf").write_text(
         "include upstreams/../upstreams/app.conf;  # relative to the config prefix\n"
-            "\nserver { listen 127.0.0.1:1; location / { proxy_pass http://app; } }\n"
+        "\nserver { listen 127.0.0.1:1; location / { proxy_pass http://app; } }\n"
     )
     (tmp_path / "nginx.conf").write_text(
         f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\n"
-        "http {\n  # include upstreams/app.conf;  (a comment is not an include)\n  include conf.d/*.conf;\n}\n"
+        "http {\n  # include upstreams/app.conf;  (a comment is not an include)\n"
+        "  include conf.d/*.conf;\n}\n"
     )
     config = {
         "upstream_file": str(upstream),
