@@ -12,36 +12,9 @@ from hypothesis import strategies as st
 
 from deployments.providers.base import InstanceRef, ProviderError, TrafficTable
 from deployments.providers.nginx import NginxRouter, parse_upstream, plan_weights, render_upstream
-from tests.support.instance_app import InstanceApp
 from tests.support.loadgen import LoadGenerator
-from tests.support.nginx import NginxServer, require_nginx
-
-
-class Fleet:
-    """Two slots of instance apps behind a private nginx, and a router driving it."""
-
-    def __init__(self, blue: int = 1, green: int = 1) -> None:
-        self.apps: dict[str, InstanceApp] = {}
-        self.instances: list[InstanceRef] = []
-        for slot, count, version in (("blue", blue, "1.0.0"), ("green", green, "2.0.0")):
-            for n in range(1, count + 1):
-                name = f"{slot}-{n}"
-                app = InstanceApp(version=version, slot=slot).start()
-                self.apps[name] = app
-                self.instances.append(InstanceRef(name=name, address=app.url, slot=slot, version=version))
-        self.nginx = NginxServer(upstream_name="app")
-        self.nginx.start(render_upstream("app", TrafficTable({"blue": 100, "green": 0}), self.instances))
-
-    def router(self, **overrides: object) -> NginxRouter:
-        return NginxRouter.from_config(self.nginx.router_config(**overrides), self.instances)
-
-    def load(self, count: int, threads: int = 4) -> LoadGenerator:
-        return LoadGenerator(self.nginx.url, threads=threads)
-
-    def stop(self) -> None:
-        self.nginx.stop()
-        for app in self.apps.values():
-            app.stop()
+from tests.support.nginx import NginxFleet as Fleet
+from tests.support.nginx import require_nginx
 
 
 @pytest.fixture

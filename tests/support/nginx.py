@@ -21,6 +21,10 @@ from typing import Any
 
 import pytest
 
+from deployments.providers.base import InstanceRef, TrafficTable
+from deployments.providers.nginx import NginxRouter, render_upstream
+from tests.support.instance_app import InstanceApp
+
 NGINX = shutil.which("nginx") or (os.path.exists("/usr/sbin/nginx") and "/usr/sbin/nginx") or None
 VERIFY_PATH = "/__controlplane/upstream"
 
@@ -162,3 +166,40 @@ http {{
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class NginxFleet:
+    """Two slots of instance apps behind a private nginx, and a router driving it."""
+
+    def __init__(self, blue: int = 1, green: int = 1) -> None:
+        self.apps: dict[str, InstanceApp] = {}
+        self.instances: list[InstanceRef] = []
+        self.nginx = NginxServer(upstream_name="app")
+        try:
+            self._start(blue, green)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, blue: int, green: int) -> None:
+        for slot, count, version in (("blue", blue, "1.0.0"), ("green", green, "2.0.0")):
+            for n in range(1, count + 1):
+                name = f"{slot}-{n}"
+                app = InstanceApp(version=version, slot=slot).start()
+                self.apps[name] = app
+                self.instances.append(InstanceRef(name=name, address=app.url, slot=slot, version=version))
+        self.nginx.start(render_upstream("app", TrafficTable({"blue": 100, "green": 0}), self.instances))
+
+    def __enter__(self) -> NginxFleet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def router(self, **overrides: object) -> NginxRouter:
+        return NginxRouter.from_config(self.nginx.router_config(**overrides), self.instances)
+
+    def stop(self) -> None:
+        self.nginx.stop()
+        for app in self.apps.values():
+            app.stop()
