@@ -79,6 +79,7 @@ docker-compose docker-compose
 nginx nginx-light
 pg_dump postgresql-client
 zstd zstd
+prometheus prometheus
 "
 
 ensure_test_tools() {

@@ -6,6 +6,7 @@ engine, providers and routers suites can put real HTTP behind an instance addres
 
 Endpoints:
 - ``GET /health``   200 ``{"status": "healthy", "version": V}``, or 503 when made unhealthy.
+- ``GET /redirect`` 302 to /health (a health path that redirects is not healthy).
 - ``GET /metrics``  Prometheus text: ``app_http_requests_total{code,version,slot}`` counters,
                     ``app_http_request_duration_ms_sum``/``_count`` and ``app_info``.
 - ``POST /deploy``  a deploy agent: JSON ``{"release": {"version": ...}}`` (or ``{"version": ...}``)
@@ -68,6 +69,8 @@ class InstanceApp:
         self._served = 0  # application requests, drives the deterministic failure pattern
         self._counts: dict[tuple[int, str], int] = {}
         self._duration_sum_ms = 0.0
+        self.in_flight = 0
+        self.max_in_flight = 0  # most application requests served at once
         self._server = _Server((host, port), _Handler)
         self._server.app = self
         self._thread: threading.Thread | None = None
@@ -83,7 +86,8 @@ class InstanceApp:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> InstanceApp:
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # A short poll interval: stop() (shutdown) returns within 50 ms instead of 500 ms.
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()
         return self
 
@@ -195,6 +199,12 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/metrics":
             self._send(200, app.metrics_text().encode(), "text/plain; version=0.0.4")
             return
+        if path == "/redirect":
+            self.send_response(302)
+            self.send_header("Location", "/health")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         self._serve_app()
 
     def do_HEAD(self) -> None:
@@ -204,8 +214,15 @@ class _Handler(BaseHTTPRequestHandler):
         app = self.app
         started = time.perf_counter()
         fails = app.next_fails()
-        if app.latency_ms:
-            time.sleep(app.latency_ms / 1000)
+        with app._lock:
+            app.in_flight += 1
+            app.max_in_flight = max(app.max_in_flight, app.in_flight)
+        try:
+            if app.latency_ms:
+                time.sleep(app.latency_ms / 1000)
+        finally:
+            with app._lock:
+                app.in_flight -= 1
         version = app.version
         code = 500 if fails else 200
         app.record(code, version, (time.perf_counter() - started) * 1000)
