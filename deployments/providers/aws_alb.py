@@ -25,6 +25,7 @@ supplies them; a configuration holding a key is rejected.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -33,12 +34,14 @@ import boto3
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
-from deployments.providers.base import InstanceRef, ProviderConfigError, ProviderError, TrafficTable
+from deployments.providers.base import SLOTS, InstanceRef, ProviderConfigError, ProviderError, TrafficTable
+from deployments.providers.config import get_str, get_str_map, get_url, reject_unknown, require_mapping
 
 _CREDENTIAL_HINTS = ("secret", "access_key", "session_token", "password", "credential")
 # Target states in which the load balancer may still send the target new requests.
 _SERVING_STATES = frozenset({"initial", "healthy", "unhealthy", "unhealthy.draining", "unavailable"})
-_MAX_WEIGHT = 999  # ALB's bound for a target group weight
+_MAX_WEIGHT = 999
+_SLOT_RE = re.compile("|".join(SLOTS))  # ALB's bound for a target group weight
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,34 +54,47 @@ class AlbConfig:
     region: str | None = None
     endpoint_url: str | None = None
 
+    FIELDS = (
+        "listener_arn",
+        "rule_arn",
+        "target_groups",
+        "target_group",
+        "targets",
+        "region",
+        "endpoint_url",
+    )
+
     @classmethod
     def parse(cls, config: Mapping[str, Any]) -> AlbConfig:
-        leaked = [k for k in config if any(h in k.lower() for h in _CREDENTIAL_HINTS)]
+        config = require_mapping(config, "router")
+        leaked = sorted(k for k in config if any(h in k.lower() for h in _CREDENTIAL_HINTS))
         if leaked:
             raise ProviderConfigError(
-                f"aws_alb router: credentials never go in the configuration ({', '.join(sorted(leaked))}); "
-                "use the environment or the instance profile"
+                leaked[0],
+                "credentials never go in the configuration; use the environment or the instance profile",
             )
-        listener = config.get("listener_arn")
-        if not isinstance(listener, str) or not listener:
-            raise ProviderConfigError("aws_alb router: 'listener_arn' is required")
-        groups = config.get("target_groups") or {}
-        if not isinstance(groups, Mapping) or not all(isinstance(v, str) and v for v in groups.values()):
-            raise ProviderConfigError("aws_alb router: 'target_groups' must map slot -> target group ARN")
+        reject_unknown(config, cls.FIELDS)
+        listener = get_str(config, "listener_arn")
+        groups = get_str_map(config, "target_groups", names=_SLOT_RE)
+        if not all(groups.values()):
+            raise ProviderConfigError("target_groups", "must map slot -> target group ARN")
         if not groups and not config.get("target_group"):
-            raise ProviderConfigError("aws_alb router: give 'target_groups' (slots) or 'target_group'")
+            raise ProviderConfigError("target_groups", "give target_groups (per slot) or target_group")
         targets = config.get("targets") or {}
+        if not isinstance(targets, Mapping):
+            raise ProviderConfigError("targets", "must map instance name -> {id, port}")
         for name, spec in targets.items():
             if not isinstance(spec, Mapping) or not spec.get("id"):
-                raise ProviderConfigError(f"aws_alb router: targets.{name} needs an 'id'")
+                raise ProviderConfigError(f"targets.{name}", "needs an 'id' (and optionally a 'port')")
+        optional = {k: get_str(config, k) for k in ("rule_arn", "target_group", "region") if config.get(k)}
         return cls(
             listener_arn=listener,
-            target_groups=dict(groups),
-            rule_arn=config.get("rule_arn") or None,
-            target_group=config.get("target_group") or None,
+            target_groups=groups,
+            rule_arn=optional.get("rule_arn"),
+            target_group=optional.get("target_group"),
             targets=dict(targets),
-            region=config.get("region") or None,
-            endpoint_url=config.get("endpoint_url") or None,
+            region=optional.get("region"),
+            endpoint_url=get_url(config, "endpoint_url") if config.get("endpoint_url") else None,
         )
 
 

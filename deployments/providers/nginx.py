@@ -49,6 +49,7 @@ from urllib.parse import urlsplit
 import requests
 
 from deployments.providers.base import InstanceRef, ProviderConfigError, ProviderError, TrafficTable
+from deployments.providers.config import get_str, get_url, reject_unknown, require_mapping
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_]+$")
 _HOST_RE = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])$")
@@ -81,48 +82,67 @@ class NginxConfig:
     command_timeout: float = 30.0
     server_options: str = ""
 
+    FIELDS = (
+        "upstream_file",
+        "upstream_name",
+        "main_config",
+        "nginx",
+        "prefix",
+        "reload_command",
+        "test_command",
+        "verify_url",
+        "pid_file",
+        "verify_timeout",
+        "command_timeout",
+        "server_options",
+    )
+
     @classmethod
     def parse(cls, config: Mapping[str, Any]) -> NginxConfig:
-        def required(key: str) -> Any:
-            if not config.get(key):
-                raise ProviderConfigError(f"nginx router: '{key}' is required")
-            return config[key]
+        config = require_mapping(config, "router")
+        reject_unknown(config, cls.FIELDS)
+
+        def path(key: str) -> Path:
+            value = Path(get_str(config, key))
+            if not value.is_absolute():
+                raise ProviderConfigError(key, "must be an absolute path")
+            return value
+
+        def optional_path(key: str) -> Path | None:
+            return path(key) if config.get(key) is not None else None
 
         def argv(key: str) -> tuple[str, ...]:
             value = config.get(key)
             if value is None:
                 return ()
-            if not isinstance(value, list) or not value or not all(isinstance(a, str) for a in value):
-                raise ProviderConfigError(f"nginx router: '{key}' must be a non-empty list of strings (argv)")
+            if not isinstance(value, list) or not value or not all(isinstance(a, str) and a for a in value):
+                raise ProviderConfigError(key, "must be a non-empty list of strings (argv, not a shell line)")
             return tuple(value)
 
-        name = str(required("upstream_name"))
+        def seconds(key: str, default: float) -> float:
+            value = config.get(key, default)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 600:
+                raise ProviderConfigError(key, "must be a number of seconds in (0, 600]")
+            return float(value)
+
+        name = get_str(config, "upstream_name")
         if not _NAME_RE.match(name):
-            raise ProviderConfigError("nginx router: 'upstream_name' may hold only letters, digits and _")
-        upstream_file = Path(str(required("upstream_file")))
-        main_config = Path(str(required("main_config")))
-        if not upstream_file.is_absolute() or not main_config.is_absolute():
-            raise ProviderConfigError("nginx router: 'upstream_file' and 'main_config' must be absolute")
+            raise ProviderConfigError("upstream_name", "may hold only letters, digits and _")
         options = str(config.get("server_options") or "")
         if any(ch in options for ch in ";{}#\n"):
-            raise ProviderConfigError("nginx router: 'server_options' must be plain server parameters")
-        try:
-            verify_timeout = float(config.get("verify_timeout", 10))
-            command_timeout = float(config.get("command_timeout", 30))
-        except (TypeError, ValueError) as exc:
-            raise ProviderConfigError("nginx router: timeouts must be numbers of seconds") from exc
+            raise ProviderConfigError("server_options", "must be plain server parameters (no ; { } #)")
         return cls(
-            upstream_file=upstream_file,
+            upstream_file=path("upstream_file"),
             upstream_name=name,
-            main_config=main_config,
-            nginx=str(config.get("nginx") or "nginx"),
-            prefix=str(config["prefix"]) if config.get("prefix") else None,
+            main_config=path("main_config"),
+            nginx=get_str(config, "nginx", "nginx"),
+            prefix=str(optional_path("prefix") or "") or None,
             reload_command=argv("reload_command"),
             test_command=argv("test_command"),
-            verify_url=str(config["verify_url"]) if config.get("verify_url") else None,
-            pid_file=Path(str(config["pid_file"])) if config.get("pid_file") else None,
-            verify_timeout=verify_timeout,
-            command_timeout=command_timeout,
+            verify_url=get_url(config, "verify_url") if config.get("verify_url") is not None else None,
+            pid_file=optional_path("pid_file"),
+            verify_timeout=seconds("verify_timeout", 10),
+            command_timeout=seconds("command_timeout", 30),
             server_options=options.strip(),
         )
 

@@ -21,6 +21,7 @@ from botocore.stub import Stubber
 
 from deployments.providers.aws_alb import AlbConfig, AlbRouter
 from deployments.providers.base import InstanceRef, ProviderConfigError, ProviderError, TrafficTable
+from deployments.providers.routers import build_router
 
 REGION = "eu-west-1"
 
@@ -126,7 +127,8 @@ def alb(moto_url: str, request: pytest.FixtureRequest) -> Alb:
 
 
 def test_weights_are_set_on_the_listener_and_read_back(alb: Alb, moto_url: str) -> None:
-    router = AlbRouter.from_config(alb.config(moto_url), alb.instances)
+    router = build_router(alb.config(moto_url), alb.instances)
+    assert isinstance(router, AlbRouter)
 
     router.apply(TrafficTable({"blue": 90, "green": 10}))
 
@@ -208,6 +210,9 @@ def test_configuration_never_holds_credentials() -> None:
         )
     with pytest.raises(ProviderConfigError, match="listener_arn"):
         AlbConfig.parse({"target_groups": {"blue": "arn:b"}})
+    with pytest.raises(ProviderConfigError) as exc:
+        build_router({"type": "aws_alb", "listener_arn": "arn:l", "target_groups": {"purple": "arn:p"}}, [])
+    assert exc.value.field == "target_groups.purple"
 
 
 def test_aws_errors_surface_as_provider_errors(moto_url: str) -> None:

@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from deployments.providers.base import InstanceRef, ProviderError, TrafficTable
+from deployments.providers.base import InstanceRef, ProviderConfigError, ProviderError, TrafficTable
 from deployments.providers.nginx import NginxRouter, parse_upstream, plan_weights, render_upstream
+from deployments.providers.routers import build_router
 from tests.support.loadgen import LoadGenerator
 from tests.support.nginx import NginxFleet as Fleet
 from tests.support.nginx import require_nginx
@@ -217,3 +218,37 @@ def test_slot_shares_are_exact_for_any_weight_and_instance_count(
     live_blue = {w for i, w, _ in planned if i.slot == "blue" and i.name not in drained}
     assert len(live_blue) == 1  # instances of a slot share its percent equally
     assert all(w >= 1 for i, w, _ in planned if i.name not in drained and table.weights[i.slot or ""] > 0)
+
+
+def test_build_router_makes_an_nginx_router_from_the_environment_json(fleet: Fleet) -> None:
+    router = build_router(fleet.nginx.router_config(), fleet.instances)
+    assert isinstance(router, NginxRouter)
+    router.apply(TrafficTable({"blue": 50, "green": 50}))
+    assert router.observe() == TrafficTable({"blue": 50, "green": 50})
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"upstream_file": None}, "upstream_file"),
+        ({"upstream_file": "relative/app.conf"}, "upstream_file"),
+        ({"upstream_name": "app; evil"}, "upstream_name"),
+        ({"reload_command": "nginx -s reload"}, "reload_command"),
+        ({"verify_url": "ftp://x"}, "verify_url"),
+        ({"verify_timeout": 0}, "verify_timeout"),
+        ({"server_options": "max_fails=1; }"}, "server_options"),
+        ({"upstream": "typo"}, "upstream"),
+    ],
+)
+def test_bad_configuration_names_the_field(change: dict[str, object], field: str) -> None:
+    config: dict[str, object] = {
+        "type": "nginx",
+        "upstream_file": "/etc/nginx/upstreams/app.conf",
+        "upstream_name": "app",
+        "main_config": "/etc/nginx/nginx.conf",
+    }
+    config.update(change)
+    config = {k: v for k, v in config.items() if v is not None}
+    with pytest.raises(ProviderConfigError) as exc:
+        build_router(config, [])
+    assert exc.value.field == field
