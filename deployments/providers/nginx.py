@@ -119,6 +119,10 @@ class NginxConfig:
                 raise ProviderConfigError(key, "must be a non-empty list of strings (argv, not a shell line)")
             return tuple(value)
 
+        if config.get("test_command") is not None and "{config}" not in argv("test_command"):
+            # Without it nginx would test the live configuration, not the candidate.
+            raise ProviderConfigError("test_command", "must contain the {config} placeholder")
+
         def seconds(key: str, default: float) -> float:
             value = config.get(key, default)
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 600:
@@ -192,9 +196,7 @@ def plan_weights(
         if inst.name not in table.drained:
             live.setdefault(inst.slot if table.weights else None, []).append(inst)
     if table.weights:
-        strays = [i.name for i in instances if i.slot not in table.weights and i.name not in table.drained]
-        if strays:
-            raise ProviderError(f"instances without a slot in the traffic table: {', '.join(strays)}")
+        # A slot the table does not name gets no traffic, like a slot at 0%.
         for slot, percent in table.weights.items():
             if percent > 0 and not live.get(slot):
                 raise ProviderError(f"slot {slot} should get {percent}% but has no live instance")
@@ -215,7 +217,7 @@ def plan_weights(
         if drained:
             weight = 0
         elif table.weights:
-            weight = per_server[inst.slot] // divisor  # type: ignore[index]
+            weight = per_server.get(inst.slot or "", 0) // divisor
         else:
             weight = 1
         out.append((inst, weight, drained))
@@ -437,7 +439,7 @@ class NginxRouter:
     def _accepting_workers(self) -> set[int] | None:
         """Worker pids of the master that still accept connections (None: not configured)."""
         master = self._master_pid()
-        if master is None:
+        if master is None or not Path("/proc").is_dir():
             return None
         workers = set()
         for entry in Path("/proc").iterdir():
@@ -507,12 +509,16 @@ class NginxRouter:
                 drained.add(found.name)
             if slotted and found.slot:
                 slot_weight[found.slot] = slot_weight.get(found.slot, 0) + weight
-        declared = re.search(r"^# controlplane-table: (\{.*\})$", text, re.MULTILINE)
-        rolling = declared is not None and not json.loads(declared.group(1)).get("weights")
+        declared_line = re.search(r"^# controlplane-table: (\{.*\})$", text, re.MULTILINE)
+        declared = json.loads(declared_line.group(1)).get("weights") if declared_line else None
         total = sum(slot_weight.values())
         weights: dict[str, int] = {}
-        if slotted and not rolling and total > 0:
+        if slotted and declared != {} and total > 0:
             weights = {s: round(100 * w / total) for s, w in slot_weight.items()}
+            # Report the slots the table named; an unnamed slot is shown only if it gets traffic.
+            named = set(declared or weights)
+            weights = {s: p for s, p in weights.items() if s in named or p}
+            weights.update({s: 0 for s in named if s not in weights})
         try:
             return TrafficTable(weights=weights, drained=frozenset(drained))
         except ValueError as exc:

@@ -182,6 +182,13 @@ def test_test_config_follows_glob_and_nested_includes(tmp_path: Path) -> None:
         NginxRouter.from_config(config, good).apply(TrafficTable({"blue": 100}, frozenset({"blue-2"})))
 
 
+def test_a_slot_missing_from_the_table_gets_no_traffic(fleet: Fleet) -> None:
+    router = fleet.router()
+    router.apply(TrafficTable({"green": 100}))
+    assert router.observe() == TrafficTable({"green": 100})
+    assert LoadGenerator(fleet.nginx.url).run(count=50).versions == {"2.0.0": 50}
+
+
 def test_rolling_table_gives_every_live_instance_equal_weight() -> None:
     instances = [InstanceRef(f"web-{n}", f"http://127.0.0.1:{9000 + n}") for n in range(1, 4)]
     text = render_upstream("web", TrafficTable({}, drained=frozenset({"web-2"})), instances)
@@ -235,6 +242,7 @@ def test_build_router_makes_an_nginx_router_from_the_environment_json(fleet: Fle
         ({"upstream_name": "app; evil"}, "upstream_name"),
         ({"reload_command": "nginx -s reload"}, "reload_command"),
         ({"verify_url": "ftp://x"}, "verify_url"),
+        ({"test_command": ["nginx", "-t"]}, "test_command"),
         ({"verify_timeout": 0}, "verify_timeout"),
         ({"server_options": "max_fails=1; }"}, "server_options"),
         ({"upstream": "typo"}, "upstream"),
