@@ -305,6 +305,20 @@ class NginxRouter:
             raise ProviderError(f"nginx upstream file {self.config.upstream_file} does not exist")
         return self._table_from(text)
 
+    def drain_pending(self, table: TrafficTable) -> frozenset[str]:
+        """Drained instances that may still have requests in flight through nginx.
+
+        A drained server is ``down`` for new requests at once, but workers that ran the previous
+        configuration finish their in-flight requests first ("shutting down"). While any such
+        worker lives, restarting a drained instance could cut a request. Needs ``pid_file``.
+        """
+        if not table.drained or not self._workers(shutting_down=True):
+            return frozenset()
+        return frozenset(table.drained)
+
+    def drain_complete(self, table: TrafficTable) -> bool:
+        return not self.drain_pending(table)
+
     # -- steps -------------------------------------------------------------------------------------
 
     def _read_live(self) -> str | None:
@@ -438,6 +452,10 @@ class NginxRouter:
 
     def _accepting_workers(self) -> set[int] | None:
         """Worker pids of the master that still accept connections (None: not configured)."""
+        return self._workers(shutting_down=False)
+
+    def _workers(self, *, shutting_down: bool) -> set[int] | None:
+        """Worker pids of the master, those accepting or those shutting down (None: unknown)."""
         master = self._master_pid()
         if master is None or not Path("/proc").is_dir():
             return None
@@ -451,7 +469,7 @@ class NginxRouter:
             except OSError:
                 continue  # exited meanwhile
             ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            if ppid == master and "worker process" in title and "shutting down" not in title:
+            if ppid == master and "worker process" in title and ("shutting down" in title) == shutting_down:
                 workers.add(int(entry.name))
         return workers
 

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from deployments.providers.base import InstanceRef, ProviderConfigError, ProviderError, TrafficTable
 from deployments.providers.nginx import NginxRouter, parse_upstream, plan_weights, render_upstream
 from deployments.providers.routers import build_router
+from tests.conftest import wait_for
 from tests.support.loadgen import LoadGenerator
 from tests.support.nginx import NginxFleet as Fleet
 from tests.support.nginx import require_nginx
@@ -260,3 +261,24 @@ def test_bad_configuration_names_the_field(change: dict[str, object], field: str
     with pytest.raises(ProviderConfigError) as exc:
         build_router(config, [])
     assert exc.value.field == field
+
+
+def test_drain_is_pending_until_in_flight_requests_to_the_drained_instance_finish() -> None:
+    require_nginx()
+    with Fleet(blue=2, green=1) as fleet:
+        router = fleet.router()
+        router.apply(TrafficTable({"blue": 100, "green": 0}, drained=frozenset({"blue-1"})))
+        slow = fleet.apps["blue-2"]
+        slow.latency_ms = 1500
+        in_flight = LoadGenerator(fleet.nginx.url, threads=1).start(count=1)
+        wait_for(lambda: slow.requests_served == 1, timeout=5, interval=0.02)
+
+        table = TrafficTable({"blue": 100, "green": 0}, drained=frozenset({"blue-2"}))
+        router.apply(table)
+
+        assert router.drain_pending(table) == frozenset({"blue-2"})
+        assert LoadGenerator(fleet.nginx.url).run(count=20).versions == {"1.0.0": 20}
+        assert slow.requests_served == 1  # nothing new reaches the drained instance
+        result = in_flight.stop()
+        assert (result.ok, result.failed) == (1, 0)  # the in-flight request finished normally
+        wait_for(lambda: router.drain_complete(table), timeout=5, interval=0.05)
