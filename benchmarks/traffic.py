@@ -2,7 +2,8 @@
 
 Prints three tables:
 1. requests sent / failed with no weight change (baseline) vs during back-to-back weight
-   changes (each one: render, nginx -t, atomic rename, reload, wait for old workers, verify);
+   changes (each one: render, nginx -t, atomic rename, reload, wait for old workers, verify),
+   for clients opening a connection per request and for keep-alive clients;
 2. the time one weight change takes (apply latency);
 3. observed vs configured canary share at 10 / 50 / 90 % over N requests each.
 
@@ -25,7 +26,7 @@ from tests.support.loadgen import LoadGenerator, LoadResult
 from tests.support.nginx import NginxFleet
 
 
-def row(*cells: object, widths: tuple[int, ...] = (34, 10, 10, 10, 12)) -> str:
+def row(*cells: object, widths: tuple[int, ...] = (34, 10, 10, 10, 10, 10)) -> str:
     return "  ".join(
         str(c).ljust(w) if i == 0 else str(c).rjust(w)
         for i, (c, w) in enumerate(zip(cells, widths, strict=False))
@@ -33,11 +34,11 @@ def row(*cells: object, widths: tuple[int, ...] = (34, 10, 10, 10, 12)) -> str:
 
 
 def load_while(
-    fleet: NginxFleet, seconds: float, threads: int, change: bool
+    fleet: NginxFleet, seconds: float, threads: int, change: bool, keepalive: bool = False
 ) -> tuple[LoadResult, list[float]]:
     router = fleet.router()
     router.apply(TrafficTable({"blue": 50, "green": 50}))
-    load = LoadGenerator(fleet.nginx.url, threads=threads).start()
+    load = LoadGenerator(fleet.nginx.url, threads=threads, keepalive=keepalive).start()
     latencies: list[float] = []
     deadline = time.monotonic() + seconds
     i = 0
@@ -64,27 +65,26 @@ def main() -> int:
     args = parser.parse_args()
 
     with NginxFleet(blue=2, green=1) as fleet:
-        baseline, _ = load_while(fleet, args.seconds, args.threads, change=False)
-        changing, latencies = load_while(fleet, args.seconds, args.threads, change=True)
+        phases: list[tuple[str, LoadResult, int]] = []
+        latencies: list[float] = []
+        for keepalive in (False, True):
+            clients = "keep-alive" if keepalive else "new conn."
+            base, _ = load_while(fleet, args.seconds, args.threads, change=False, keepalive=keepalive)
+            phases.append((f"baseline, {clients}", base, 0))
+            changing, took = load_while(fleet, args.seconds, args.threads, change=True, keepalive=keepalive)
+            phases.append((f"weight changes, {clients}", changing, len(took)))
+            latencies += took
 
         print(
             f"nginx router: 2 blue + 1 green instances on loopback, {args.threads} client threads, "
-            f"{args.seconds:g}s per phase, one connection per request\n"
+            f"{args.seconds:g}s per phase; 'new conn.' = one connection per request, 'keep-alive' = "
+            "a reused connection per thread (retried once on a fresh one if nginx closed it idle)\n"
         )
-        print(row("phase", "sent", "failed", "req/s", "changes"))
-        print(row("baseline (no weight change)", baseline.sent, baseline.failed, f"{baseline.rate:.0f}", 0))
-        print(
-            row(
-                "during weight changes",
-                changing.sent,
-                changing.failed,
-                f"{changing.rate:.0f}",
-                len(latencies),
-            )
-        )
-        if changing.errors or baseline.errors:
-            print("errors:", (baseline.errors + changing.errors)[:5])
-
+        print(row("phase", "sent", "failed", "retried", "req/s", "changes"))
+        for name, result, changes in phases:
+            print(row(name, result.sent, result.failed, result.retried, f"{result.rate:.0f}", changes))
+            if result.errors:
+                print("  errors:", result.errors[:5])
         print()
         print(row("apply() latency (ms)", "p50", "p90", "max", "n"))
         ordered = sorted(latencies)
@@ -108,7 +108,7 @@ def main() -> int:
             share = 100 * result.share("2.0.0")
             worst = max(worst, abs(share - canary))
             print(row(f"{canary}%", result.sent, result.failed, f"{share:.2f}%", f"{share - canary:+.2f}"))
-    failed = baseline.failed + changing.failed
+    failed = sum(result.failed for _, result, _ in phases)
     print(f"\nfailed requests: {failed} (must be 0); worst share error: {worst:.2f} pp (limit 3)")
     return 0 if failed == 0 and worst <= 3 else 1
 

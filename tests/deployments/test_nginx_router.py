@@ -127,9 +127,10 @@ def test_drained_instance_receives_no_traffic() -> None:
         fleet.stop()
 
 
-def test_reloads_under_load_drop_no_requests(fleet: Fleet) -> None:
+@pytest.mark.parametrize("keepalive", [False, True], ids=["new-connections", "keepalive-clients"])
+def test_reloads_under_load_drop_no_requests(fleet: Fleet, keepalive: bool) -> None:
     router = fleet.router()
-    load = LoadGenerator(fleet.nginx.url, threads=4).start()
+    load = LoadGenerator(fleet.nginx.url, threads=4, keepalive=keepalive).start()
     try:
         for i in range(20):
             canary = (10, 50, 90, 0)[i % 4]

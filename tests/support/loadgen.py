@@ -1,9 +1,13 @@
 """A bounded load generator: threads sending GETs to a loopback URL, recording every outcome.
 
-Each request opens its own connection (``Connection: close``), so a reload can never be
-blamed on a client reusing a connection the old worker is closing; every connection error,
-timeout or 5xx is counted as a failure. Bounded by a request count or a duration, or run in
-the background (``start()`` / ``stop()``) while a test changes the load balancer.
+By default each request opens its own connection (``Connection: close``); every connection
+error, timeout or 5xx is a failure. With ``keepalive=True`` each thread reuses one
+connection, and a request that fails on a *reused* connection before any response arrived is
+retried once on a fresh one (what browsers and HTTP client libraries do for idempotent
+requests when a server closes an idle keep-alive connection, as nginx workers do on reload);
+those retries are counted in ``retried``, and only a failure of the retry is a failure.
+Bounded by a request count or a duration, or run in the background (``start()`` /
+``stop()``) while a test changes the load balancer.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ class LoadResult:
     statuses: collections.Counter[int] = dataclasses.field(default_factory=collections.Counter)
     versions: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     errors: list[str] = dataclasses.field(default_factory=list)
+    retried: int = 0
     seconds: float = 0.0
     # (monotonic time, status or 0 for a connection error, version) for each request, in order
     log: list[tuple[float, int, str]] = dataclasses.field(default_factory=list)
@@ -46,6 +51,7 @@ class LoadGenerator:
         version_header: str = "X-Version",
         timeout: float = 5.0,
         max_errors_kept: int = 20,
+        keepalive: bool = False,
     ) -> None:
         parts = urlsplit(url)
         self.host = parts.hostname or "127.0.0.1"
@@ -55,6 +61,7 @@ class LoadGenerator:
         self.version_header = version_header
         self.timeout = timeout
         self.max_errors_kept = max_errors_kept
+        self.keepalive = keepalive
         self.result = LoadResult()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -101,11 +108,16 @@ class LoadGenerator:
             return True
 
     def _loop(self) -> None:
+        conn: http.client.HTTPConnection | None = None
         while self._claim():
-            status, version, error = self._one()
+            if self.keepalive:
+                conn, status, version, error, retried = self._reusing(conn)
+            else:
+                (status, version, error), retried = self._one(), False
             with self._lock:
                 r = self.result
                 r.sent += 1
+                r.retried += retried
                 r.log.append((time.monotonic(), status, version))
                 if error is None and status < 500:
                     r.ok += 1
@@ -118,6 +130,33 @@ class LoadGenerator:
                         r.statuses[status] += 1
                     if len(r.errors) < self.max_errors_kept:
                         r.errors.append(error or f"HTTP {status}")
+
+        if conn is not None:
+            conn.close()
+
+    def _reusing(
+        self, conn: http.client.HTTPConnection | None
+    ) -> tuple[http.client.HTTPConnection | None, int, str, str | None, bool]:
+        reused = conn is not None
+        if conn is None:
+            conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        try:
+            conn.request("GET", self.path)
+            resp = conn.getresponse()
+            resp.read()
+            keep = conn if not resp.will_close else None
+            if keep is None:
+                conn.close()
+            return keep, resp.status, resp.getheader(self.version_header) or "", None, False
+        except (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected) as exc:
+            conn.close()
+            if not reused:
+                return None, 0, "", f"{type(exc).__name__}: {exc}", False
+            status, version, error = self._one()  # the server closed an idle connection: retry once
+            return None, status, version, error, True
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            return None, 0, "", f"{type(exc).__name__}: {exc}", False
 
     def _one(self) -> tuple[int, str, str | None]:
         conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
