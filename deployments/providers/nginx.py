@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fnmatch
 import glob
 import hashlib
 import json
@@ -343,8 +344,6 @@ class NginxRouter:
         old_workers = self._accepting_workers()
         try:
             self._run(cfg.reload_argv(), "reload")
-            if old_workers is not None:
-                self._wait_for_new_workers(old_workers)
         except ProviderError:
             # nginx still serves the old configuration: put the old file back so they agree.
             if previous is None:
@@ -353,6 +352,8 @@ class NginxRouter:
                 restore = self._write_temp(target.parent, f".{target.name}.", ".restore", previous)
                 os.replace(restore, target)
             raise
+        if old_workers is not None:
+            self._wait_for_new_workers(old_workers)
 
     def _test(self, candidate: Path) -> None:
         cfg = self.config
@@ -389,9 +390,15 @@ class NginxRouter:
                     return match.group(0)
                 arg = match.group("arg").strip("'\"")
                 pattern = os.path.normpath(arg if os.path.isabs(arg) else str(conf_prefix / arg))
-                matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
-                if not glob.has_magic(pattern) and Path(pattern) == cfg.upstream_file:
-                    matches = [str(cfg.upstream_file)]
+                matches = [pattern]
+                if glob.has_magic(pattern):
+                    matches = sorted(glob.glob(pattern))
+                    # First apply: the live file does not exist yet, but the glob will include it.
+                    if (
+                        fnmatch.fnmatchcase(str(cfg.upstream_file), pattern)
+                        and not cfg.upstream_file.exists()
+                    ):
+                        matches.append(str(cfg.upstream_file))
                 parts: list[str] = []
                 hit = False
                 for m in matches:

@@ -283,3 +283,29 @@ def test_drain_is_pending_until_in_flight_requests_to_the_drained_instance_finis
         result = in_flight.stop()
         assert (result.ok, result.failed) == (1, 0)  # the in-flight request finished normally
         wait_for(lambda: router.drain_complete(table), timeout=5, interval=0.05)
+
+
+def test_first_apply_creates_the_upstream_file_a_glob_include_will_pick_up(tmp_path: Path) -> None:
+    nginx = require_nginx()
+    (tmp_path / "upstreams").mkdir()
+    (tmp_path / "nginx.conf").write_text(
+        f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\n"
+        "http {\n  include upstreams/*.conf;\n"
+        "  server { listen 127.0.0.1:1; location / { proxy_pass http://app; } }\n}\n"
+    )
+    upstream = tmp_path / "upstreams" / "app.conf"
+    config = {
+        "upstream_file": str(upstream),
+        "upstream_name": "app",
+        "main_config": str(tmp_path / "nginx.conf"),
+        "nginx": nginx,
+        "reload_command": ["true"],
+    }
+    router = NginxRouter.from_config(config, [InstanceRef("web-1", "http://127.0.0.1:9001")])
+    with pytest.raises(ProviderError, match="does not exist"):
+        router.observe()
+
+    router.apply(TrafficTable({}))
+
+    assert upstream.exists()
+    assert router.observe() == TrafficTable({})
