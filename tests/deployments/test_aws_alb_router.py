@@ -228,3 +228,18 @@ def test_aws_errors_surface_as_provider_errors(moto_url: str) -> None:
     )
     with pytest.raises(ProviderError, match="describe_listeners failed"):
         router.observe()
+
+
+def test_apply_is_idempotent_and_changes_only_what_differs(alb: Alb, moto_url: str) -> None:
+    router = AlbRouter.from_config(alb.config(moto_url), alb.instances)
+    calls: list[str] = []
+    router.client.meta.events.register("before-call", lambda model, **_: calls.append(model.name))
+    table = TrafficTable({"blue": 90, "green": 10}, drained=frozenset({"green-2"}))
+    router.apply(table)
+    changes = [c for c in calls if not c.startswith("Describe")]
+    assert changes == ["ModifyListener", "DeregisterTargets"]
+
+    calls.clear()
+    router.apply(table)
+    assert [c for c in calls if not c.startswith("Describe")] == []
+    assert router.observe() == table
