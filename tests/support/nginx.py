@@ -129,7 +129,8 @@ http {{
         self.upstream_file.chmod(0o644)
         self.write_conf()
         self.proc = subprocess.Popen(
-            [self.binary, "-p", str(self.prefix), "-c", str(self.conf)],
+            # -e: the startup error log too, so a non-root run never touches /var/log/nginx.
+            [self.binary, "-p", str(self.prefix), "-e", str(self.prefix / "error.log"), "-c", str(self.conf)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
