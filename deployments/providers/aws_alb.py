@@ -106,12 +106,17 @@ class AlbRouter:
     def __init__(self, config: AlbConfig, instances: Sequence[InstanceRef], client: Any = None) -> None:
         self.config = config
         self.instances = list(instances)
-        self.client = client or boto3.session.Session().client(
-            "elbv2",
-            region_name=config.region,
-            endpoint_url=config.endpoint_url,
-            config=BotoConfig(retries={"max_attempts": 4, "mode": "standard"}),
-        )
+        if client is None:
+            try:
+                client = boto3.session.Session().client(
+                    "elbv2",
+                    region_name=config.region,
+                    endpoint_url=config.endpoint_url,
+                    config=BotoConfig(retries={"max_attempts": 4, "mode": "standard"}),
+                )
+            except BotoCoreError as exc:  # e.g. no region in the config nor the environment
+                raise ProviderError(f"cannot create the elbv2 client: {exc}") from exc
+        self.client = client
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], instances: Sequence[InstanceRef]) -> AlbRouter:

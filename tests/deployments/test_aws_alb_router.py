@@ -215,6 +215,14 @@ def test_configuration_never_holds_credentials() -> None:
     assert exc.value.field == "target_groups.purple"
 
 
+def test_a_missing_region_is_a_provider_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    with pytest.raises(ProviderError, match="cannot create the elbv2 client"):
+        AlbRouter.from_config({"listener_arn": "arn:l", "target_groups": {"blue": "arn:b"}}, [])
+
+
 def test_aws_errors_surface_as_provider_errors(moto_url: str) -> None:
     missing = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:listener/app/nope/1/2"
     router = AlbRouter.from_config(
