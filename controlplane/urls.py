@@ -1,8 +1,9 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from controlplane import health, metrics
+from controlplane.api.errors import api_not_found
 
 admin.site.site_header = "Control plane"
 admin.site.site_title = "Control plane"
@@ -16,4 +17,5 @@ urlpatterns = [
     path("health", health.health, name="health"),
     path("health/live", health.live, name="health-live"),
     path("metrics", metrics.metrics_view, name="metrics"),
+    re_path(r"^api/", api_not_found),
 ]

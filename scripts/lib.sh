@@ -76,8 +76,10 @@ ensure_redis() {
 # Tools the test suite drives for real; each line: command package.
 TEST_TOOLS="
 docker-compose docker-compose
+nginx nginx-light
 pg_dump postgresql-client
 zstd zstd
+chromium chromium
 prometheus prometheus
 "
 

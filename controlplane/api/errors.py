@@ -7,6 +7,7 @@ from typing import Any
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -68,3 +69,13 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         body = {"code": str(code), "message": str(message), "details": getattr(exc, "details", {})}
     response.data = body
     return response
+
+
+@csrf_exempt
+def api_not_found(request: Any, *args: Any, **kwargs: Any) -> Any:
+    """Unmatched ``/api/`` paths answer in the API's error format, not Django's HTML page."""
+    from django.http import JsonResponse
+
+    return JsonResponse(
+        {"code": "not_found", "message": f"No API endpoint at {request.path}.", "details": {}}, status=404
+    )

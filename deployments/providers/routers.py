@@ -97,6 +97,12 @@ class StaticRouter:
 
 ROUTERS: dict[str, RouterFactory] = {"static": StaticRouter.from_config}
 
+# Imported here, not at the top: they are plain modules on base.py, registered by name.
+from deployments.providers.aws_alb import AlbRouter  # noqa: E402
+from deployments.providers.nginx import NginxRouter  # noqa: E402
+
+ROUTERS.update(nginx=NginxRouter.from_config, aws_alb=AlbRouter.from_config)
+
 
 def build_router(config: Mapping[str, Any], instances: Sequence[InstanceRef]) -> Router:
     """The router described by ``config`` (``{"type": "static" | ..., ...}``) for ``instances``."""
