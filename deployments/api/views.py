@@ -18,7 +18,7 @@ from controlplane.api.mixins import AuditedModelMixin
 from controlplane.roles import Role
 from deployments import selectors, services
 from deployments.api import serializers as s
-from deployments.api.filters import DeploymentFilter, InstanceFilter, ReleaseFilter
+from deployments.api.filters import DeploymentFilter, EnvironmentFilter, InstanceFilter, ReleaseFilter
 from deployments.models import Deployment, Environment, Instance, Release, Service
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
@@ -49,8 +49,9 @@ class EnvironmentViewSet(AuditedModelMixin, viewsets.ModelViewSet[Environment]):
     )
     serializer_class = s.EnvironmentSerializer
     lookup_field = "ref"
-    lookup_value_regex = r"[-a-zA-Z0-9_]+/[-a-zA-Z0-9_]+"
-    filterset_fields = ["service__slug", "frozen"]
+    # service/env; a single segment is routed too, so it gets auth errors and a 404 like any id.
+    lookup_value_regex = r"[^/]+(?:/[^/]+)?"
+    filterset_class = EnvironmentFilter
     action_roles = {"destroy": Role.ADMIN}
 
     def get_object(self) -> Environment:

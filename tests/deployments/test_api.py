@@ -267,3 +267,27 @@ def test_environment_without_router_cannot_deploy(noodle: Any) -> None:
     )
     assert r.status_code == 400
     assert r.json()["details"] == {"environment": ["has no router configured"]}
+
+
+def test_invalid_page_size_is_400_and_a_large_one_is_capped(noodle: Any) -> None:
+    r = noodle.get("/api/v1/deployments/", {"page_size": "null"})
+    assert r.status_code == 400
+    assert r.json()["details"] == {"page_size": ["must be a positive integer"]}
+    assert noodle.get("/api/v1/deployments/", {"page_size": 100000}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "field"),
+    [
+        ("/api/v1/deployments/", {"kind": ""}, "kind"),
+        ("/api/v1/deployments/", {"status": "exploded"}, "status"),
+        ("/api/v1/environments/", {"frozen": "null"}, "frozen"),
+        ("/api/v1/releases/", {"ci_status": ""}, "ci_status"),
+    ],
+)
+def test_filter_values_outside_the_schema_are_400(
+    noodle: Any, path: str, params: dict[str, str], field: str
+) -> None:
+    r = noodle.get(path, params)
+    assert r.status_code == 400
+    assert field in r.json()["message"]
