@@ -43,6 +43,8 @@ class RestoreForm(forms.ModelForm):
 
 
 class BackupPolicyForm(forms.ModelForm):
+    s3_endpoint_url = forms.URLField(required=False, assume_scheme="https")
+
     class Meta:
         model = BackupPolicy
         fields = [f.name for f in BackupPolicy._meta.concrete_fields if f.name in services.POLICY_FIELDS]

@@ -304,3 +304,11 @@ BACKUPS_COUNT_ROWS = env.bool("BACKUPS_COUNT_ROWS", default=True)
 # Server where restore drills create scratch databases (a DSN to a maintenance database);
 # empty = the control plane's own PostgreSQL server.
 BACKUPS_SCRATCH_DSN = env.str("BACKUPS_SCRATCH_DSN", default="")
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update(  # type: ignore[attr-defined]
+    {
+        "BackupStatusEnum": "backups.models.Backup.Status",
+        "BackupCheckEnum": "backups.models.Backup.Check",
+        "VerificationStatusEnum": "backups.models.Verification.Status",
+        "RestoreStatusEnum": "backups.models.Restore.Status",
+    }
+)

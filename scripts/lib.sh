@@ -77,6 +77,9 @@ ensure_redis() {
 TEST_TOOLS="
 docker-compose docker-compose
 pg_dump postgresql-client
+pg_restore postgresql-client
+tar tar
+promtool prometheus
 zstd zstd
 "
 

@@ -66,7 +66,7 @@ INSERT INTO billing.invoices
 
 def fill_sample(dsn: str, *, events: int = 20000, noise_rows: int = 0) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(SAMPLE_SCHEMA.replace("%(events)s", str(events)).encode())  # type: ignore[call-overload]
+        conn.execute(SAMPLE_SCHEMA.replace("%(events)s", str(events)).encode())
         if noise_rows:
             # Random hex compresses about 2x only: enough rows make the dump span several S3 parts.
             conn.execute(

@@ -18,6 +18,8 @@ from tests.backups.test_pipeline import run_now
 
 ROOT = Path(__file__).resolve().parents[2]
 ALERTS = ROOT / "ops" / "prometheus" / "alerts.yml"
+TOO_OLD_TEXT = "Last success 1d 3h 0m 0s ago. Check the backups catalog for failed or skipped runs."
+DRILL_TEXT = "The latest restore drill did not reproduce the recorded row counts or did not restore at all."
 
 
 def test_metrics_expose_last_success_size_duration_and_drill_result(local_policy: BackupPolicy) -> None:
@@ -79,8 +81,7 @@ def test_promtool_accepts_the_rules_and_they_fire(tmp_path: Path) -> None:
                                 "exp_labels": {"severity": "critical", "policy": "db"},
                                 "exp_annotations": {
                                     "summary": "No successful backup of db for over 26 hours",
-                                    "description": "Last success 1d 3h 0m 0s ago. Check the backups catalog for failed "
-                                    "or skipped runs.",
+                                    "description": TOO_OLD_TEXT,
                                 },
                             }
                         ],
@@ -94,8 +95,7 @@ def test_promtool_accepts_the_rules_and_they_fire(tmp_path: Path) -> None:
                                 "exp_labels": {"severity": "critical", "policy": "db"},
                                 "exp_annotations": {
                                     "summary": "Restore drill of db failed",
-                                    "description": "The latest restore drill did not reproduce the recorded row counts "
-                                    "or did not restore at all.",
+                                    "description": DRILL_TEXT,
                                 },
                             }
                         ],

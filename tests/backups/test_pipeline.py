@@ -44,7 +44,8 @@ def test_backup_to_s3_streams_multipart_and_records_the_catalog_row(
     head = client.head_object(Bucket=name, Key=backup.storage_key)
     # A multipart upload's ETag is "<md5 of part md5s>-<number of parts>".
     parts = int(head["ETag"].strip('"').split("-")[1])
-    assert parts >= 2 and head["ContentLength"] == backup.stored_bytes > PART
+    assert parts >= 2 and head["ContentLength"] == backup.stored_bytes
+    assert backup.stored_bytes is not None and backup.stored_bytes > PART
 
     body = client.get_object(Bucket=name, Key=backup.storage_key)["Body"].read()
     assert hashlib.sha256(body).hexdigest() == backup.sha256

@@ -100,6 +100,7 @@ def test_restore_reproduces_the_backed_up_data_exactly_after_a_safety_backup(
     # --clean drops what the dump contains; tables only in the target stay (pg_restore semantics).
     restored = fingerprint(target[0])
     assert {k: v for k, v in restored.items() if k != "public.only_in_target"} == fingerprint(source_db)
+    assert restore.safety_backup_id is not None
     safety = Backup.objects.get(pk=restore.safety_backup_id)
     assert safety.trigger == Backup.Trigger.SAFETY and safety.status == Backup.Status.SUCCEEDED
     assert safety.source_name == target[1]
@@ -138,7 +139,7 @@ def test_a_restore_that_fails_midway_leaves_the_target_unchanged(
     before = fingerprint(dsn)
     restore = services.restore_request(
         backup=backup,
-        confirm=psycopg.conninfo.conninfo_to_dict(dsn)["dbname"],
+        confirm=str(psycopg.conninfo.conninfo_to_dict(dsn)["dbname"]),
         target_dsn_env="BK_BLOCKED_DSN",
         enqueue=False,
     )
