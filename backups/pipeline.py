@@ -332,8 +332,8 @@ def pg_restore(
 ) -> str:
     """Feed an archive stream to ``pg_restore --single-transaction``; returns its output.
 
-    ``before_commit`` runs after the whole stream was read and before pg_restore sees
-    the end of its input; raising there kills pg_restore, so its transaction never commits.
+    ``before_commit`` runs after the whole stream was read and before pg_restore gets
+    the last chunk; raising there kills pg_restore, so its transaction never commits.
     """
     dbname, env = libpq_args(dsn)
     argv = ["pg_restore", "--single-transaction", "--exit-on-error", f"--dbname={dbname}", *extra]
@@ -345,9 +345,15 @@ def pg_restore(
             raise PipelineError("pg_restore has no stdin")
         try:
             try:
+                # The last chunk is held back until ``before_commit`` passed: without the
+                # archive's final bytes pg_restore cannot finish, so it cannot commit.
+                held = b""
                 for chunk in chunks:
-                    proc.stdin.write(chunk)
+                    if held:
+                        proc.stdin.write(held)
+                    held = chunk
                 before_commit()
+                proc.stdin.write(held)
             except BrokenPipeError:
                 # pg_restore stopped reading: its exit code says why; finish the checksum anyway.
                 for _ in chunks:

@@ -150,3 +150,26 @@ def test_a_restore_that_fails_midway_leaves_the_target_unchanged(
     failed = Backup.objects.create(policy=local_policy, status=Backup.Status.FAILED, source_kind="postgres")
     with pytest.raises(Conflict):
         services.restore_request(backup=failed, confirm=restore.target_name, target_dsn_env="BK_BLOCKED_DSN")
+
+
+def test_a_checksum_failure_at_the_end_of_the_stream_keeps_pg_restore_from_committing(
+    local_policy: BackupPolicy, scratch_db: Any
+) -> None:
+    from pathlib import Path
+
+    from backups import pipeline
+
+    backup = run_now(local_policy)
+    dsn = scratch_db("uncommitted")
+    read = pipeline.ReadResult()
+    chunks = pipeline.read_back(
+        (Path(local_policy.local_path) / backup.storage_key).open("rb"), compression="zstd", result=read
+    )
+
+    def reject() -> None:
+        assert read.sha256 == backup.sha256  # the whole object was read and hashed by now
+        raise pipeline.PipelineError("checksum mismatch (simulated)")
+
+    with pytest.raises(pipeline.PipelineError, match="simulated"):
+        pipeline.pg_restore(chunks, dsn=dsn, extra=[], before_commit=reject)
+    assert fingerprint(dsn) == {}
