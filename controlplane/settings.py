@@ -292,9 +292,9 @@ if SENTRY_DSN:
 PROMETHEUS_EXPORT_MIGRATIONS = False
 
 # --- Backups --------------------------------------------------------------------
-# Parts of a streamed upload are held in memory: RSS ~ chunk x concurrency. 32 MiB parts
-# allow objects up to 320 GiB (S3's 10,000-part limit); raise for bigger databases.
-BACKUPS_MULTIPART_CHUNK_BYTES = env.int("BACKUPS_MULTIPART_CHUNK_BYTES", default=32 * 1024 * 1024)
+# Parts of a streamed upload are held in memory: RSS ~ chunk x concurrency. 16 MiB parts
+# allow objects up to 160 GiB (S3's 10,000-part limit); raise for bigger databases.
+BACKUPS_MULTIPART_CHUNK_BYTES = env.int("BACKUPS_MULTIPART_CHUNK_BYTES", default=16 * 1024 * 1024)
 BACKUPS_MULTIPART_THRESHOLD_BYTES = env.int(
     "BACKUPS_MULTIPART_THRESHOLD_BYTES", default=BACKUPS_MULTIPART_CHUNK_BYTES
 )
