@@ -238,10 +238,15 @@ def backup_request(
 def fail_interrupted(*, policy: BackupPolicy, exclude: int | None = None) -> list[int]:
     """Mark ``running`` rows of a policy whose worker died as failed and clean up their partial uploads.
 
-    Only call while holding the policy lock: then no run of this policy is alive.
+    Only call while holding the policy lock: then no scheduled or manual run of this
+    policy is alive. Safety backups run inside a restore without that lock, so theirs are
+    only failed once older than the task time limit (no task can still be running them).
     """
     failed = []
-    for backup in policy.backups.filter(status=BS.RUNNING).exclude(pk=exclude or 0):
+    dead_by = timezone.now() - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT)
+    running = policy.backups.filter(status=BS.RUNNING).exclude(pk=exclude or 0)
+    running = running.exclude(trigger=Backup.Trigger.SAFETY, started_at__gte=dead_by)
+    for backup in running:
         removed = 0
         try:
             removed = storage.from_description(backup.storage).abort_incomplete(backup.storage_key)
@@ -565,6 +570,18 @@ def retention_sweep(*, now: datetime | None = None) -> dict[str, Any]:
             finally:
                 lock.release()
         out[policy.name] = retention_apply(policy=policy, now=now)
+    dead_by = timezone.now() - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT)
+    unfinished = [Restore.Status.VERIFYING, Restore.Status.SAFETY_BACKUP, Restore.Status.RESTORING]
+    for restore in Restore.objects.filter(status__in=unfinished, started_at__lt=dead_by):
+        try:
+            restore_transition(
+                restore,
+                Restore.Status.FAILED,
+                log="interrupted: the worker running it stopped (pg_restore ran in one transaction)",
+                fields={"error": "interrupted: the worker running this restore stopped"},
+            )
+        except IllegalTransition:
+            continue
     return out
 
 

@@ -237,22 +237,28 @@ def main() -> None:
         s3_backup, _, rss_big_s3 = run_backup_process(s3, env)
         assert backup is not None
 
-        # Restore: raw pg_restore of our object vs the drill (time to restore, and the whole drill).
+        # Restore: raw pg_restore of our object vs the drill, alternating (the machine is shared).
         path = store / backup.storage_key
-        scratch = f"cp_bench_raw_{tag}"
-        recreate(scratch)
-        dbname, penv = pipeline.libpq_args(bench_dsn(scratch))
-        raw_restore = timed_shell(
-            f"zstd -dc -q {path} | pg_restore --single-transaction --no-owner --no-privileges "
-            f"'--dbname={dbname}'",
-            penv,
-        )
-        drop(scratch)
-        drill_started = time.monotonic()
-        drill = services.backup_drill(backup=backup)
-        drill_total = time.monotonic() - drill_started
-        if drill.status != "passed":
-            raise SystemExit(f"drill failed: {drill.error}")
+        raw_restores, drill_restores, drill_totals = [], [], []
+        for round_ in range(args.repeat):
+            scratch = f"cp_bench_raw_{tag}_{round_}"
+            recreate(scratch)
+            dbname, penv = pipeline.libpq_args(bench_dsn(scratch))
+            raw_restores.append(
+                timed_shell(
+                    f"zstd -dc -q {path} | pg_restore --single-transaction --no-owner --no-privileges "
+                    f"'--dbname={dbname}'",
+                    penv,
+                )
+            )
+            drop(scratch)
+            drill_started = time.monotonic()
+            drill = services.backup_drill(backup=backup)
+            drill_totals.append(time.monotonic() - drill_started)
+            if drill.status != "passed":
+                raise SystemExit(f"drill failed: {drill.error}")
+            drill_restores.append(float(drill.details["time_to_restore_seconds"]))
+        raw_restore = min(raw_restores)
 
         best_raw = min(raw_null)
         rows += [
@@ -296,14 +302,14 @@ def main() -> None:
             ("raw zstd -dc | pg_restore", f"{raw_restore:.1f} s", "baseline", ""),
             (
                 "drill: time to restore",
-                f"{drill.details['time_to_restore_seconds']:.1f} s",
-                f"{drill.details['time_to_restore_seconds'] / raw_restore:.2f}x",
+                f"{min(drill_restores):.1f} s",
+                f"{min(drill_restores) / raw_restore:.2f}x",
                 "",
             ),
             (
                 "drill: whole (create, restore, count, drop)",
-                f"{drill_total:.1f} s",
-                f"{drill_total / raw_restore:.2f}x",
+                f"{min(drill_totals):.1f} s",
+                f"{min(drill_totals) / raw_restore:.2f}x",
                 "",
             ),
         ]

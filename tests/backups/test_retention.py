@@ -112,3 +112,23 @@ def test_beat_retention_also_fails_runs_left_running_by_a_dead_worker(policy: Ba
     stale.refresh_from_db()
     assert stale.status == Backup.Status.FAILED and "interrupted" in stale.error
     assert not (Path(policy.local_path) / (stale.storage_key + ".partial")).exists()
+
+
+def test_sweep_leaves_a_young_running_safety_backup_alone_and_fails_stuck_restores(
+    policy: BackupPolicy, settings: Any
+) -> None:
+    from backups.models import Restore
+
+    young = make(policy, 0, status=Backup.Status.RUNNING, trigger=Backup.Trigger.SAFETY, started_at=NOW)
+    source = make(policy, 1)
+    stuck = Restore.objects.create(
+        backup=source,
+        target_name="noodle",
+        status=Restore.Status.RESTORING,
+        started_at=NOW - timedelta(days=1),
+    )
+    apply_retention()
+    young.refresh_from_db()
+    stuck.refresh_from_db()
+    assert young.status == Backup.Status.RUNNING
+    assert stuck.status == Restore.Status.FAILED and "interrupted" in stuck.error
