@@ -132,3 +132,16 @@ def test_sweep_leaves_a_young_running_safety_backup_alone_and_fails_stuck_restor
     stuck.refresh_from_db()
     assert young.status == Backup.Status.RUNNING
     assert stuck.status == Restore.Status.FAILED and "interrupted" in stuck.error
+
+
+def test_latest_verified_backup_feeds_the_pre_deployment_gate(policy: BackupPolicy) -> None:
+    from backups.selectors import latest_verified_backup
+
+    make(policy, 2, verify_status=Backup.Check.OK, finished_at=NOW - timedelta(days=2))
+    assert latest_verified_backup(now=NOW) is None
+    recent = make(policy, 0.1, verify_status=Backup.Check.OK, finished_at=NOW - timedelta(hours=2))
+    assert latest_verified_backup(now=NOW) == recent
+    Backup.objects.filter(pk=recent.pk).update(drill_status=Backup.Check.FAILED)
+    assert latest_verified_backup(now=NOW) is None
+    assert latest_verified_backup(now=NOW, within=timedelta(days=3), policy="ret") is not None
+    assert latest_verified_backup(now=NOW, within=timedelta(days=3), policy="other") is None
