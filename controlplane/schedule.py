@@ -17,4 +17,11 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": 30.0,
         "options": {"expire_seconds": 25},
     },
+    # Retention deletes by day granularity (keep_days); hourly keeps storage within an hour of
+    # policy and also fails runs a dead worker left "running" (their policy lock is free).
+    "backups-retention": {
+        "task": "backups.apply_retention",
+        "schedule": 3600.0,
+        "options": {"expire_seconds": 3000},
+    },
 }

@@ -312,3 +312,25 @@ if SENTRY_DSN:
 # --- Project-specific -----------------------------------------------------------
 # Metrics from django-prometheus live per process; ours are read from the DB at scrape.
 PROMETHEUS_EXPORT_MIGRATIONS = False
+
+# --- Backups --------------------------------------------------------------------
+# Parts of a streamed upload are held in memory: RSS ~ chunk x concurrency. 16 MiB parts
+# allow objects up to 160 GiB (S3's 10,000-part limit); raise for bigger databases.
+BACKUPS_MULTIPART_CHUNK_BYTES = env.int("BACKUPS_MULTIPART_CHUNK_BYTES", default=16 * 1024 * 1024)
+BACKUPS_MULTIPART_THRESHOLD_BYTES = env.int(
+    "BACKUPS_MULTIPART_THRESHOLD_BYTES", default=BACKUPS_MULTIPART_CHUNK_BYTES
+)
+BACKUPS_UPLOAD_CONCURRENCY = env.int("BACKUPS_UPLOAD_CONCURRENCY", default=2)
+# Exact per-table row counts in the dump's snapshot (what restore drills compare against).
+BACKUPS_COUNT_ROWS = env.bool("BACKUPS_COUNT_ROWS", default=True)
+# Server where restore drills create scratch databases (a DSN to a maintenance database);
+# empty = the control plane's own PostgreSQL server.
+BACKUPS_SCRATCH_DSN = env.str("BACKUPS_SCRATCH_DSN", default="")
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update(  # type: ignore[attr-defined]
+    {
+        "BackupStatusEnum": "backups.models.Backup.Status",
+        "BackupCheckEnum": "backups.models.Backup.Check",
+        "VerificationStatusEnum": "backups.models.Verification.Status",
+        "RestoreStatusEnum": "backups.models.Restore.Status",
+    }
+)
