@@ -290,3 +290,21 @@ if SENTRY_DSN:
 # --- Project-specific -----------------------------------------------------------
 # Metrics from django-prometheus live per process; ours are read from the DB at scrape.
 PROMETHEUS_EXPORT_MIGRATIONS = False
+
+# --- Incidents ------------------------------------------------------------------
+# Notification endpoints and keys come only from the environment (never the API or admin).
+SLACK_WEBHOOK_URL = env.str("SLACK_WEBHOOK_URL", default="")
+PAGERDUTY_ROUTING_KEY = env.str("PAGERDUTY_ROUTING_KEY", default="")
+PAGERDUTY_EVENTS_URL = env.str("PAGERDUTY_EVENTS_URL", default="https://events.pagerduty.com/v2/enqueue")
+INCIDENT_WEBHOOK_URL = env.str("INCIDENT_WEBHOOK_URL", default="")
+INCIDENT_WEBHOOK_SECRET = env.str("INCIDENT_WEBHOOK_SECRET", default="")
+NOTIFICATION_TIMEOUT_SECONDS = env.float("NOTIFICATION_TIMEOUT_SECONDS", default=10.0)
+NOTIFICATION_MAX_ATTEMPTS = env.int("NOTIFICATION_MAX_ATTEMPTS", default=8)
+NOTIFICATION_BACKOFF_SECONDS = env.float("NOTIFICATION_BACKOFF_SECONDS", default=5.0)
+NOTIFICATION_BACKOFF_MAX_SECONDS = env.float("NOTIFICATION_BACKOFF_MAX_SECONDS", default=3600.0)
+# Alertmanager authenticates with this static bearer token (or an operator's API token).
+ALERTMANAGER_TOKEN = env.str("ALERTMANAGER_TOKEN", default="")
+# Links in notifications point here (e.g. https://ops.example.com).
+CONTROLPLANE_PUBLIC_URL = env.str("CONTROLPLANE_PUBLIC_URL", default="")
+if INCIDENT_WEBHOOK_URL and not INCIDENT_WEBHOOK_SECRET:
+    raise ImproperlyConfigured("INCIDENT_WEBHOOK_URL needs INCIDENT_WEBHOOK_SECRET (deliveries are signed)")
