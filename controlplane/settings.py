@@ -308,3 +308,12 @@ ALERTMANAGER_TOKEN = env.str("ALERTMANAGER_TOKEN", default="")
 CONTROLPLANE_PUBLIC_URL = env.str("CONTROLPLANE_PUBLIC_URL", default="")
 if INCIDENT_WEBHOOK_URL and not INCIDENT_WEBHOOK_SECRET:
     raise ImproperlyConfigured("INCIDENT_WEBHOOK_URL needs INCIDENT_WEBHOOK_SECRET (deliveries are signed)")
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update(  # type: ignore[attr-defined]
+    {
+        "IncidentStatusEnum": "incidents.models.Incident.Status",
+        "PostMortemStatusEnum": "incidents.models.PostMortem.Status",
+        "ActionItemStatusEnum": "incidents.models.ActionItem.Status",
+        "AlertStatusEnum": "incidents.models.Alert.Status",
+        "NotificationStatusEnum": "incidents.models.Notification.Status",
+    }
+)

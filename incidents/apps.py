@@ -8,3 +8,4 @@ class IncidentsConfig(AppConfig):
 
     def ready(self) -> None:
         from incidents import metrics  # noqa: F401  (registers the database metric readers)
+        from incidents.api import schema  # noqa: F401  (registers the OpenAPI auth extension)
