@@ -474,20 +474,26 @@ def timeline_event_pin(*, event: TimelineEvent, pinned: bool, actor: Any = None)
 
 # --- Deadlines --------------------------------------------------------------------
 
+# A phase met late between two ticks (or while beat was down) is still recorded as breached.
+LATE_BREACH_LOOKBACK = timedelta(days=2)
+
 
 def _candidate_breaches(now: datetime) -> list[tuple[Incident, str, datetime]]:
     out: list[tuple[Incident, str, datetime]] = []
+    # Open incidents, and recently resolved ones whose phases may have been met late between ticks.
+    recent = Q(status__in=Incident.OPEN_STATUSES) | Q(resolved_at__gte=now - LATE_BREACH_LOOKBACK)
+    incidents = list(Incident.objects.filter(recent).select_related("severity"))
     seen = set(
-        DeadlineBreach.objects.filter(
-            Q(incident__status__in=Incident.OPEN_STATUSES) | Q(incident__status=Incident.Status.RESOLVED)
-        ).values_list("incident_id", "phase")
+        DeadlineBreach.objects.filter(incident__in=[i.pk for i in incidents]).values_list(
+            "incident_id", "phase"
+        )
     )
-    open_incidents = Incident.objects.filter(status__in=Incident.OPEN_STATUSES).select_related("severity")
-    for incident in open_incidents:
+    for incident in incidents:
         for phase, deadline in incident.phase_deadlines().items():
-            if phase == Incident.Phase.POSTMORTEM or (incident.pk, phase) in seen:
+            if phase == Incident.Phase.POSTMORTEM or (incident.pk, phase) in seen or deadline > now:
                 continue
-            if deadline <= now and incident.phase_met_at(phase) is None:
+            met_at = incident.phase_met_at(phase)
+            if (met_at is None and incident.is_open) or (met_at is not None and met_at > deadline):
                 out.append((incident, phase, deadline))
     overdue_postmortems = (
         Incident.objects.filter(

@@ -13,5 +13,5 @@ class AlertmanagerTokenScheme(OpenApiAuthenticationExtension):
         return {
             "type": "http",
             "scheme": "bearer",
-            "description": "The ALERTMANAGER_TOKEN environment value (Alertmanager http_config.authorization).",
+            "description": "The ALERTMANAGER_TOKEN value (Alertmanager http_config.authorization).",
         }
