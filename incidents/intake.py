@@ -9,11 +9,12 @@ validated completely before anything is written, and everything is written in on
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from datetime import datetime
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
@@ -179,20 +180,9 @@ def alertmanager_ingest(*, payload: Any, now: datetime | None = None) -> IntakeR
 
     delivery = parse_payload(payload)
     now = now or timezone.now()
-    policies = list(SeverityPolicy.objects.all())
-    if not policies:
-        raise ValidationError({"non_field_errors": ["No severity policy is configured."]})
     with transaction.atomic():
-        AlertGroup.objects.bulk_create(
-            [AlertGroup(group_key=delivery.group_key, receiver=delivery.receiver, created_at=now)],
-            ignore_conflicts=True,
-        )
-        group = AlertGroup.objects.select_for_update().get(group_key=delivery.group_key)
-        incident = (
-            Incident.objects.select_related("severity").filter(pk=group.incident_id).first()
-            if group.incident_id
-            else None
-        )
+        group = _lock_group(delivery, now)
+        incident = group.incident
         firing = [a for a in delivery.alerts if a.status == "firing"]
         result = IntakeResult(incident=incident, created=False)
         if incident is None or incident.status == Incident.Status.CLOSED:
@@ -202,7 +192,7 @@ def alertmanager_ingest(*, payload: Any, now: datetime | None = None) -> IntakeR
                 return result
             incident = incident_declare(
                 title=_title(delivery),
-                severity=severity_for(firing, policies),
+                severity=severity_for(firing, _policies()),
                 source=Incident.Source.ALERT,
                 description=delivery.common_annotations.get("description", ""),
                 now=now,
@@ -246,14 +236,7 @@ def alertmanager_ingest(*, payload: Any, now: datetime | None = None) -> IntakeR
             else:
                 seen.append(a.fingerprint)
         Alert.objects.bulk_create(new_rows, batch_size=1000)
-        if changed:
-            Alert.objects.bulk_update(
-                changed,
-                ["status", "starts_at", "ends_at", "labels", "annotations", "last_seen_at", "resolved_at"],
-                batch_size=500,
-            )
-        if seen:
-            Alert.objects.filter(incident=incident, fingerprint__in=seen).update(last_seen_at=now)
+        _update_alerts(changed)
         result.new, result.unchanged = len(new_rows), len(seen)
         result.fired, result.resolved = len(fired), len(resolved)
 
@@ -274,7 +257,7 @@ def alertmanager_ingest(*, payload: Any, now: datetime | None = None) -> IntakeR
                 details={"count": len(resolved), "alerts": _names(resolved), "group_key": delivery.group_key},
             )
         if fired and not result.created:
-            wanted = severity_for(fired, policies)
+            wanted = severity_for(fired, _policies())
             if wanted.rank < incident.severity.rank:
                 incident = incident_set_severity(
                     incident=incident, severity=wanted, reason="alert severity", now=now
@@ -297,6 +280,63 @@ def alertmanager_ingest(*, payload: Any, now: datetime | None = None) -> IntakeR
         _touch_group(group, delivery, now)
         result.incident = incident
     return result
+
+
+def _policies() -> list[SeverityPolicy]:
+    policies = list(SeverityPolicy.objects.all())
+    if not policies:
+        raise ValidationError({"non_field_errors": ["No severity policy is configured."]})
+    return policies
+
+
+def _lock_group(d: ParsedDelivery, now: datetime) -> AlertGroup:
+    """The group row, locked for this transaction (inserted first if new, ON CONFLICT DO NOTHING)."""
+    locked = AlertGroup.objects.select_for_update(of=("self",)).select_related("incident__severity")
+    group = locked.filter(group_key=d.group_key).first()
+    if group is None:
+        AlertGroup.objects.bulk_create(
+            [AlertGroup(group_key=d.group_key, receiver=d.receiver, created_at=now)], ignore_conflicts=True
+        )
+        group = locked.get(group_key=d.group_key)
+    return group
+
+
+_UPDATE_FIELDS = ("status", "starts_at", "ends_at", "labels", "annotations", "last_seen_at", "resolved_at")
+
+
+def _update_alerts(rows: list[Alert]) -> None:
+    """Write changed alerts in one statement (UPDATE ... FROM VALUES on PostgreSQL)."""
+    if not rows:
+        return
+    if connection.vendor != "postgresql":
+        Alert.objects.bulk_update(rows, list(_UPDATE_FIELDS), batch_size=200)
+        return
+    values = ", ".join(
+        ["(%s, %s, %s::timestamptz, %s::timestamptz, %s::jsonb, %s::jsonb, %s::timestamptz, %s::timestamptz)"]
+        * len(rows)
+    )
+    params: list[Any] = []
+    for r in rows:
+        params += [
+            r.pk,
+            r.status,
+            r.starts_at,
+            r.ends_at,
+            json.dumps(r.labels),
+            json.dumps(r.annotations),
+            r.last_seen_at,
+            r.resolved_at,
+        ]
+    table = Alert._meta.db_table
+    sql = (
+        f"UPDATE {table} AS a SET status = v.status, starts_at = v.starts_at, ends_at = v.ends_at, "  # noqa: S608
+        "labels = v.labels, annotations = v.annotations, last_seen_at = v.last_seen_at, "
+        "resolved_at = v.resolved_at "
+        f"FROM (VALUES {values}) AS v(id, status, starts_at, ends_at, labels, annotations, last_seen_at, "
+        "resolved_at) WHERE a.id = v.id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
 
 
 def _touch_group(group: AlertGroup, d: ParsedDelivery, now: datetime) -> None:

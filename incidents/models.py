@@ -281,7 +281,7 @@ class AlertGroup(models.Model):
 
 
 class Alert(models.Model):
-    """One alert (by fingerprint) of an incident, with its latest state."""
+    """One alert (by fingerprint) of an incident, with its latest state (``last_seen_at``: last change)."""
 
     class Status(models.TextChoices):
         FIRING = "firing", "Firing"
