@@ -41,3 +41,14 @@ BEAT_SCHEDULE.update(
         },
     }
 )
+
+BEAT_SCHEDULE |= {
+    # Rollouts wait by storing next_check_at (timed pauses, health intervals, analysis
+    # intervals); this tick turns due ones into work and recovers lost messages. 5 s is
+    # the granularity of a rollout's clock; a tick for 10,000 deployments costs ~1 query.
+    "deployments-reconcile": {
+        "task": "deployments.reconcile_deployments",
+        "schedule": 5.0,
+        "options": {"expire_seconds": 5},
+    },
+}

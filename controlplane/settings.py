@@ -205,7 +205,10 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
-    "ENUM_NAME_OVERRIDES": {},
+    "ENUM_NAME_OVERRIDES": {
+        "DeploymentKindEnum": "deployments.models.Deployment.Kind",
+        "DeploymentEventKindEnum": "deployments.models.DeploymentEvent.Kind",
+    },
 }
 
 CORS_ALLOWED_ORIGINS: list[str] = env.list("ALLOWED_ORIGINS", default=[])

@@ -78,6 +78,7 @@ TEST_TOOLS="
 docker-compose docker-compose
 pg_dump postgresql-client
 zstd zstd
+prometheus prometheus
 "
 
 ensure_test_tools() {

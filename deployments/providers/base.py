@@ -19,7 +19,18 @@ class ProviderError(Exception):
 
 
 class ProviderConfigError(ProviderError):
-    """The provider configuration itself is invalid (detected before any I/O)."""
+    """The provider configuration itself is invalid (detected before any I/O).
+
+    ``field`` names the offending key (dotted, e.g. ``"argv.0"``) and ``rule`` what it must be,
+    so the API can render ``{"<config>.<field>": [rule]}`` as a 400.
+    """
+
+    def __init__(self, field: str, rule: str | None = None) -> None:
+        if rule is None:  # message-only form: ProviderConfigError("...")
+            field, rule = "", field
+        super().__init__(f"{field}: {rule}" if field else rule)
+        self.field = field
+        self.rule = rule
 
 
 @dataclasses.dataclass(frozen=True)
