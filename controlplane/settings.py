@@ -318,5 +318,7 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update(  # type: ignore[attr-defined
         "ActionItemStatusEnum": "incidents.models.ActionItem.Status",
         "AlertStatusEnum": "incidents.models.Alert.Status",
         "NotificationStatusEnum": "incidents.models.Notification.Status",
+        # Incidents list suspect deployments, which brings the deployments status enum in too.
+        "DeploymentStatusEnum": "deployments.models.Deployment.Status",
     }
 )

@@ -9,14 +9,16 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html
+from rest_framework.exceptions import ValidationError
 
 from controlplane.admin_audit import AuditedModelAdmin
 from controlplane.api.errors import Conflict
-from incidents import services
+from incidents import selectors, services
 from incidents.models import (
     ActionItem,
     Alert,
     DeadlineBreach,
+    DeploymentLink,
     Incident,
     IncidentRoleAssignment,
     Notification,
@@ -76,6 +78,17 @@ class RoleInline(ReadOnlyInline):
     fields = readonly_fields = ("role", "user", "assigned_at", "ended_at", "assigned_by", "note")
 
 
+class DeploymentLinkInline(admin.TabularInline):  # type: ignore[type-arg,unused-ignore]
+    model = DeploymentLink
+    extra = 0
+    fields = ("deployment", "relation", "note", "created_at")
+    readonly_fields = ("deployment", "created_at")
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # link from the API or the "suspect deployments" list
+
+
 class BreachInline(ReadOnlyInline):
     model = DeadlineBreach
     fields = readonly_fields = ("phase", "deadline_at", "detected_at")
@@ -109,6 +122,8 @@ class IncidentAdmin(AuditedModelAdmin):
         "created_by",
         "next_deadline",
         "severity",
+        "affected_environments",
+        "suspects",
     ]
     fields = [
         "title",
@@ -118,10 +133,12 @@ class IncidentAdmin(AuditedModelAdmin):
         "source",
         "description",
         "impact_summary",
-        *readonly_fields[2:-2],
+        "affected_environments",
+        "suspects",
+        *readonly_fields[2:10],
     ]
-    inlines = [RoleInline, BreachInline, TimelineInline]
-    actions = ["acknowledge", "escalate", "resolve"]
+    inlines = [RoleInline, BreachInline, DeploymentLinkInline, TimelineInline]
+    actions = ["acknowledge", "escalate", "resolve", "rollback_caused"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Incident]:
         return super().get_queryset(request).prefetch_related("role_assignments__user")
@@ -154,6 +171,34 @@ class IncidentAdmin(AuditedModelAdmin):
         left = _countdown(due)
         color = "#b91c1c" if left.startswith("-") else "#15803d"
         return format_html('<span style="color:{}">{} in {}</span>', color, phase, left)
+
+    @admin.display(description="Affected environments")
+    def affected_environments(self, obj: Incident) -> str:
+        return ", ".join(str(e) for e in obj.environments.select_related("service")) or "-"
+
+    @admin.display(description="Suspect deployments")
+    def suspects(self, obj: Incident) -> str:
+        rows = [
+            f"#{d.pk} {d.release.version} -> {d.environment} ({d.status}, {d.created_at:%Y-%m-%d %H:%M})"
+            for d in selectors.suspect_deployments(obj)[:10]
+        ]
+        return "; ".join(rows) or "-"
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        # Relation edits in the inline go through the service (timeline + audit), not a raw save.
+        for formset in formsets:
+            if formset.model is DeploymentLink:
+                for f in formset.forms:
+                    if f.instance.pk and f.has_changed():
+                        services.incident_link_deployment(
+                            incident=form.instance,
+                            deployment=f.instance.deployment,
+                            relation=f.cleaned_data["relation"],
+                            note=f.cleaned_data.get("note", ""),
+                            actor=request.user,
+                        )
+                formsets = [fs for fs in formsets if fs is not formset]
+        super().save_related(request, form, formsets, change)
 
     def _each(self, request: HttpRequest, queryset: QuerySet[Incident], fn: Any, verb: str) -> None:
         done = 0
@@ -195,6 +240,26 @@ class IncidentAdmin(AuditedModelAdmin):
             ),
             "Resolved",
         )
+
+    @admin.action(description="Roll back deployments linked as caused or suspect")
+    def rollback_caused(self, request: HttpRequest, queryset: QuerySet[Incident]) -> None:
+        for incident in queryset:
+            links = incident.deployment_links.filter(relation__in=["caused", "suspect"]).select_related(
+                "deployment__environment__service", "deployment__release"
+            )
+            for link in links:
+                try:
+                    rollback = services.incident_rollback_deployment(
+                        incident=incident, deployment=link.deployment, actor=request.user
+                    )
+                except (Conflict, ValidationError) as exc:
+                    self.message_user(
+                        request, f"#{incident.pk}: deployment #{link.deployment_id}: {exc}", messages.WARNING
+                    )
+                else:
+                    self.message_user(
+                        request, f"#{incident.pk}: rollback #{rollback.pk} of #{link.deployment_id} started."
+                    )
 
 
 @admin.register(Notification)

@@ -55,6 +55,10 @@ class SeverityPolicy(models.Model):
         help_text="Open an incident of this severity when a deployment is aborted or rolled back "
         "automatically.",
     )
+    freezes_deployments = models.BooleanField(
+        default=False,
+        help_text="While open, freeze new deployments on the affected environments (rollbacks still run).",
+    )
 
     class Meta:
         ordering = ["rank"]
@@ -112,6 +116,9 @@ class Incident(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    environments = models.ManyToManyField(
+        "deployments.Environment", blank=True, related_name="incidents", help_text="Affected environments."
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -165,6 +172,37 @@ class Incident(models.Model):
             return None
         deadline, phase = min(pending)
         return phase, deadline
+
+
+class DeploymentLink(models.Model):
+    """A deployment tied to an incident, and how: it caused it, fixed it, is suspected, or was dismissed."""
+
+    class Relation(models.TextChoices):
+        CAUSED = "caused", "Caused"
+        FIXED = "fixed", "Fixed"
+        SUSPECT = "suspect", "Suspect"
+        DISMISSED = "dismissed", "Dismissed"
+
+    incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="deployment_links")
+    deployment = models.ForeignKey(
+        "deployments.Deployment", on_delete=models.CASCADE, related_name="incident_links"
+    )
+    relation = models.CharField(max_length=10, choices=Relation.choices)
+    note = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["incident", "deployment"], name="one_link_per_deployment")
+        ]
+
+    def __str__(self) -> str:
+        return f"deployment #{self.deployment_id} {self.relation}"
 
 
 class IncidentRoleAssignment(models.Model):

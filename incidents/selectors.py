@@ -58,3 +58,44 @@ def incidents_report(*, since: datetime, until: datetime) -> dict[str, Any]:
             }
         )
     return {"since": since, "until": until, "severities": out}
+
+
+# --- Deployments tie-in ---------------------------------------------------------------
+
+# How far before detection a deployment on an affected environment counts as a suspect.
+SUSPECT_WINDOW = timedelta(hours=2)
+
+
+def environment_frozen_by_incident(environment: Any) -> Incident | None:
+    """The open incident freezing deployments on ``environment`` (a P1 by default), or None.
+
+    For the deployments app: refuse new deployments (not rollbacks) while this returns an
+    incident, naming it, e.g. ``f"{environment} is frozen by incident #{incident.pk}"``.
+    """
+    return (
+        Incident.objects.filter(
+            environments=environment,
+            status__in=Incident.OPEN_STATUSES,
+            severity__freezes_deployments=True,
+        )
+        .select_related("severity")
+        .order_by("severity__rank", "declared_at")
+        .first()
+    )
+
+
+def suspect_deployments(incident: Incident, *, window: timedelta = SUSPECT_WINDOW) -> QuerySet[Any]:
+    """Deployments on the incident's environments created before its declaration that were
+    created, started or finished within ``window`` before it, minus dismissed ones; newest first."""
+    from deployments.models import Deployment
+
+    since = incident.declared_at - window
+    dismissed = incident.deployment_links.filter(relation="dismissed").values("deployment_id")
+    return (
+        Deployment.objects.filter(environment__in=incident.environments.all())
+        .filter(Q(started_at__gte=since) | Q(finished_at__gte=since) | Q(created_at__gte=since))
+        .filter(created_at__lte=incident.declared_at)
+        .exclude(pk__in=dismissed)
+        .select_related("environment__service", "release")
+        .order_by("-created_at")
+    )

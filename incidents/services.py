@@ -17,6 +17,7 @@ from controlplane.audit import audit_record
 from incidents.models import (
     ActionItem,
     DeadlineBreach,
+    DeploymentLink,
     Incident,
     IncidentRoleAssignment,
     PostMortem,
@@ -37,11 +38,16 @@ __all__ = [
     "action_item_update",
     "action_items_remind",
     "deadlines_check",
+    "incident_add_environment",
     "incident_add_note",
     "incident_assign_role",
     "incident_declare",
     "incident_escalate",
     "incident_handoff_commander",
+    "incident_link_deployment",
+    "incident_open_for_deployment",
+    "incident_remove_environment",
+    "incident_rollback_deployment",
     "incident_set_severity",
     "incident_transition",
     "incident_update",
@@ -736,3 +742,183 @@ def action_items_remind(*, now: datetime | None = None) -> list[ActionItem]:
             )
         reminded.append(item)
     return reminded
+
+
+# --- Deployments tie-in ---------------------------------------------------------------
+
+
+def incident_add_environment(
+    *, incident: Incident, environment: Any, actor: Any = None, now: datetime | None = None
+) -> Incident:
+    """Mark an environment affected (a freezing severity then freezes deployments there)."""
+    with transaction.atomic():
+        if incident.environments.filter(pk=environment.pk).exists():
+            return incident
+        incident.environments.add(environment)
+        timeline_record(
+            incident=incident,
+            kind=Kind.UPDATE,
+            message=f"Affected environment added: {environment}",
+            details={"environment": str(environment)},
+            actor=actor,
+            at=now,
+        )
+        audit_record(
+            action="incident.add_environment",
+            obj=incident,
+            changes={"environment": str(environment)},
+            actor=_actor(actor),
+        )
+    return incident
+
+
+def incident_remove_environment(*, incident: Incident, environment: Any, actor: Any = None) -> Incident:
+    with transaction.atomic():
+        if not incident.environments.filter(pk=environment.pk).exists():
+            return incident
+        incident.environments.remove(environment)
+        timeline_record(
+            incident=incident,
+            kind=Kind.UPDATE,
+            message=f"Affected environment removed: {environment}",
+            details={"environment": str(environment)},
+            actor=actor,
+        )
+        audit_record(
+            action="incident.remove_environment",
+            obj=incident,
+            changes={"environment": str(environment)},
+            actor=_actor(actor),
+        )
+    return incident
+
+
+def incident_link_deployment(
+    *,
+    incident: Incident,
+    deployment: Any,
+    relation: str,
+    actor: Any = None,
+    note: str = "",
+    now: datetime | None = None,
+) -> DeploymentLink:
+    """Tie a deployment to an incident (or change how it is tied); on the timeline."""
+    now = now or timezone.now()
+    if relation not in DeploymentLink.Relation.values:
+        raise ValidationError(
+            {
+                "relation": [
+                    f"Unknown relation {relation!r}; one of {', '.join(DeploymentLink.Relation.values)}."
+                ]
+            }
+        )
+    with transaction.atomic():
+        link = (
+            DeploymentLink.objects.select_for_update()
+            .filter(incident=incident, deployment=deployment)
+            .first()
+        )
+        previous = link.relation if link else None
+        if link is None:
+            link = DeploymentLink.objects.create(
+                incident=incident,
+                deployment=deployment,
+                relation=relation,
+                note=note,
+                created_by=_actor(actor),
+                created_at=now,
+                updated_at=now,
+            )
+        elif link.relation != relation or note:
+            link.relation, link.note, link.updated_at = relation, note or link.note, now
+            link.save(update_fields=["relation", "note", "updated_at"])
+        else:
+            return link
+        timeline_record(
+            incident=incident,
+            kind=Kind.DEPLOYMENT,
+            message=f"Deployment #{deployment.pk} ({deployment.release.version} -> {deployment.environment}) "
+            f"marked {relation}" + (f" (was {previous})" if previous else "") + (f": {note}" if note else ""),
+            details={"deployment": deployment.pk, "relation": relation, "previous": previous},
+            actor=actor,
+            at=now,
+        )
+        audit_record(
+            action="incident.link_deployment",
+            obj=incident,
+            changes={"deployment": deployment.pk, "relation": [previous, relation]},
+            actor=_actor(actor),
+        )
+    return link
+
+
+def incident_open_for_deployment(
+    *, deployment: Any, reason: str = "", now: datetime | None = None
+) -> Incident | None:
+    """For the rollout engine: a deployment was aborted or rolled back automatically.
+
+    Opens an incident (source ``deployment``) on its environment with the deployment linked as
+    ``caused``, using the most severe policy with ``open_on_deployment_failure``; None when no
+    policy asks for it.  Idempotent per deployment (a second call returns the same incident).
+    """
+    from deployments.models import Deployment
+
+    now = now or timezone.now()
+    policy = SeverityPolicy.objects.filter(open_on_deployment_failure=True).order_by("rank").first()
+    if policy is None:
+        return None
+    with transaction.atomic():
+        d = (
+            Deployment.objects.select_for_update(of=("self",))
+            .select_related("environment__service", "release")
+            .get(pk=deployment.pk)
+        )
+        existing = (
+            DeploymentLink.objects.filter(
+                deployment=d,
+                relation=DeploymentLink.Relation.CAUSED,
+                incident__source=Incident.Source.DEPLOYMENT,
+            )
+            .select_related("incident")
+            .first()
+        )
+        if existing is not None:
+            return existing.incident
+        incident = incident_declare(
+            title=f"Deployment #{d.pk} of {d.release.version} to {d.environment} "
+            f"{d.status.replace('_', ' ')}",
+            severity=policy,
+            source=Incident.Source.DEPLOYMENT,
+            description=reason or d.status_reason,
+            now=now,
+        )
+        incident_add_environment(incident=incident, environment=d.environment, now=now)
+        incident_link_deployment(
+            incident=incident,
+            deployment=d,
+            relation=DeploymentLink.Relation.CAUSED,
+            note=reason or d.status_reason,
+            now=now,
+        )
+    return incident
+
+
+def incident_rollback_deployment(*, incident: Incident, deployment: Any, actor: Any = None) -> Any:
+    """Roll back a deployment tied to an incident (from the admin): the rollback is linked ``fixed``."""
+    from deployments.services import deployment_rollback
+
+    with transaction.atomic():
+        rollback = deployment_rollback(
+            deployment=deployment, actor=actor, reason=f"rollback for incident #{incident.pk}"
+        )
+        incident_link_deployment(
+            incident=incident, deployment=deployment, relation=DeploymentLink.Relation.CAUSED, actor=actor
+        )
+        incident_link_deployment(
+            incident=incident,
+            deployment=rollback,
+            relation=DeploymentLink.Relation.FIXED,
+            actor=actor,
+            note=f"rollback of #{deployment.pk}",
+        )
+    return rollback

@@ -10,10 +10,13 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from deployments.api.serializers import EnvironmentRefField
+from deployments.models import Deployment
 from incidents.models import (
     ActionItem,
     Alert,
     DeadlineBreach,
+    DeploymentLink,
     Incident,
     IncidentRoleAssignment,
     PostMortem,
@@ -89,8 +92,53 @@ class NextDeadlineSerializer(serializers.Serializer[Any]):
     seconds_left = serializers.FloatField()
 
 
+class DeploymentLinkSerializer(serializers.ModelSerializer[DeploymentLink]):
+    environment = serializers.CharField(source="deployment.environment", read_only=True)
+    version = serializers.CharField(source="deployment.release.version", read_only=True)
+    deployment_status = serializers.CharField(source="deployment.status", read_only=True)
+
+    class Meta:
+        model = DeploymentLink
+        fields = [
+            "deployment",
+            "relation",
+            "note",
+            "environment",
+            "version",
+            "deployment_status",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class SuspectDeploymentSerializer(serializers.ModelSerializer[Deployment]):
+    environment = serializers.CharField(read_only=True)
+    version = serializers.CharField(source="release.version", read_only=True)
+
+    class Meta:
+        model = Deployment
+        fields = ["id", "environment", "version", "kind", "status", "created_at", "started_at", "finished_at"]
+        read_only_fields = fields
+
+
+class LinkDeploymentSerializer(serializers.Serializer[Any]):
+    deployment = serializers.PrimaryKeyRelatedField(
+        queryset=Deployment.objects.select_related("environment__service", "release")
+    )
+    relation = serializers.ChoiceField(choices=DeploymentLink.Relation.choices)
+    note = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class EnvironmentChangeSerializer(serializers.Serializer[Any]):
+    environment = EnvironmentRefField()
+    affected = serializers.BooleanField(default=True, help_text="false removes the environment.")
+
+
 class IncidentSerializer(serializers.ModelSerializer[Incident]):
     severity = serializers.CharField(source="severity.code", read_only=True)
+    environments = serializers.SerializerMethodField()
+    deployment_links = DeploymentLinkSerializer(many=True, read_only=True)
     roles = serializers.SerializerMethodField()
     role_history = RoleAssignmentSerializer(source="role_assignments", many=True, read_only=True)
     breaches = BreachSerializer(many=True, read_only=True)
@@ -121,6 +169,8 @@ class IncidentSerializer(serializers.ModelSerializer[Incident]):
             "allowed_transitions",
             "next_deadline",
             "postmortem",
+            "environments",
+            "deployment_links",
             "updated_at",
         ]
         read_only_fields = fields
@@ -130,6 +180,9 @@ class IncidentSerializer(serializers.ModelSerializer[Incident]):
 
     def get_allowed_transitions(self, obj: Incident) -> list[str]:
         return list(INCIDENT_TRANSITIONS.get(obj.status, ()))
+
+    def get_environments(self, obj: Incident) -> list[str]:
+        return [str(e) for e in obj.environments.all()]
 
     @extend_schema_field(NextDeadlineSerializer(allow_null=True))
     def get_next_deadline(self, obj: Incident) -> dict[str, Any] | None:
@@ -147,6 +200,7 @@ class IncidentSerializer(serializers.ModelSerializer[Incident]):
 class IncidentCreateSerializer(serializers.Serializer[Any]):
     title = serializers.CharField(max_length=300)
     severity = serializers.SlugRelatedField(slug_field="code", queryset=SeverityPolicy.objects.all())
+    environments = serializers.ListField(child=EnvironmentRefField(), required=False, default=list)
     description = serializers.CharField(required=False, allow_blank=True, default="")
     impact_summary = serializers.CharField(required=False, allow_blank=True, default="")
 

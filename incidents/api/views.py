@@ -7,6 +7,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
+from django.db import transaction
 from django.db.models import Prefetch, QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -19,12 +20,14 @@ from rest_framework.views import APIView
 from controlplane.api.mixins import AuditedModelMixin
 from controlplane.authentication import ApiTokenAuthentication
 from controlplane.roles import Role, has_role
+from deployments.models import Environment
 from incidents import selectors, services
 from incidents.api import serializers as s
 from incidents.intake import alertmanager_ingest
 from incidents.models import (
     ActionItem,
     DeadlineBreach,
+    DeploymentLink,
     Incident,
     IncidentRoleAssignment,
     PostMortem,
@@ -56,6 +59,13 @@ class IncidentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
                 queryset=IncidentRoleAssignment.objects.select_related("user", "assigned_by"),
             ),
             Prefetch("breaches", queryset=DeadlineBreach.objects.order_by("detected_at")),
+            Prefetch("environments", queryset=Environment.objects.select_related("service")),
+            Prefetch(
+                "deployment_links",
+                queryset=DeploymentLink.objects.select_related(
+                    "deployment__environment__service", "deployment__release"
+                ),
+            ),
         )
 
     def _out(self, incident: Incident, code: int = status.HTTP_200_OK) -> Response:
@@ -64,7 +74,11 @@ class IncidentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     @extend_schema(request=s.IncidentCreateSerializer, responses={201: s.IncidentSerializer})
     def create(self, request: Request) -> Response:
         data = _valid(s.IncidentCreateSerializer, request)
-        incident = services.incident_declare(actor=request.user, **data)
+        environments = data.pop("environments")
+        with transaction.atomic():
+            incident = services.incident_declare(actor=request.user, **data)
+            for env in environments:
+                services.incident_add_environment(incident=incident, environment=env, actor=request.user)
         return self._out(incident, status.HTTP_201_CREATED)
 
     @extend_schema(request=s.IncidentUpdateSerializer, responses=s.IncidentSerializer)
@@ -144,6 +158,39 @@ class IncidentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         if request.query_params.get("pinned") in ("true", "1"):
             events = events.filter(pinned=True)
         return Response(s.TimelineEventSerializer(events, many=True).data)
+
+    @extend_schema(request=s.EnvironmentChangeSerializer, responses=s.IncidentSerializer)
+    @action(detail=True, methods=["post"])
+    def environments(self, request: Request, pk: str | None = None) -> Response:
+        """Add (or with ``affected: false`` remove) an affected environment."""
+        data = _valid(s.EnvironmentChangeSerializer, request)
+        incident = self.get_object()
+        if data["affected"]:
+            services.incident_add_environment(
+                incident=incident, environment=data["environment"], actor=request.user
+            )
+        else:
+            services.incident_remove_environment(
+                incident=incident, environment=data["environment"], actor=request.user
+            )
+        return self._out(incident)
+
+    @extend_schema(request=s.LinkDeploymentSerializer, responses=s.IncidentSerializer)
+    @action(detail=True, methods=["post"])
+    def deployments(self, request: Request, pk: str | None = None) -> Response:
+        """Link a deployment as caused / fixed / suspect / dismissed (or change its relation)."""
+        data = _valid(s.LinkDeploymentSerializer, request)
+        incident = self.get_object()
+        services.incident_link_deployment(incident=incident, actor=request.user, **data)
+        return self._out(incident)
+
+    @extend_schema(request=None, responses=s.SuspectDeploymentSerializer(many=True))
+    @action(detail=True, methods=["get"], url_path="suspect-deployments")
+    def suspect_deployments(self, request: Request, pk: str | None = None) -> Response:
+        """Deployments on the affected environments shortly before detection (dismissed ones left out)."""
+        return Response(
+            s.SuspectDeploymentSerializer(selectors.suspect_deployments(self.get_object()), many=True).data
+        )
 
     @extend_schema(request=None, responses=s.AlertSerializer(many=True))
     @action(detail=True, methods=["get"])

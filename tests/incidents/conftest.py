@@ -18,8 +18,8 @@ def seed_policies() -> dict[str, SeverityPolicy]:
     """The data migration's seed (transactional tests flush it, so re-apply it)."""
     from django.apps import apps
 
-    mod = importlib.import_module("incidents.migrations.0002_seed_severity_policies")
-    mod.seed(apps, None)
+    for name in ("0002_seed_severity_policies", "0003_deployments_tie_in"):
+        importlib.import_module(f"incidents.migrations.{name}").seed(apps, None)
     return {p.code: p for p in SeverityPolicy.objects.all()}
 
 

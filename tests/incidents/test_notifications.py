@@ -208,10 +208,11 @@ def _point_app_at(url: str) -> str:
     """Point this process's Celery app at another broker (Celery reads CELERY_BROKER_URL first)."""
     old = os.environ.get("CELERY_BROKER_URL", app.conf.broker_url)
     os.environ["CELERY_BROKER_URL"] = url
-    app.conf.broker_url = url
+    app.conf.update(broker_url=url)
     kombu.pools.reset()
-    app._pool = None
-    app.amqp._producer_pool = None
+    # Drop the cached pools so the next publish connects to ``url``.
+    app._pool = None  # type: ignore[attr-defined]
+    app.amqp._producer_pool = None  # type: ignore[attr-defined]
     return old
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.utils import timezone
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from controlplane.api.errors import Conflict
 from controlplane.models import AuditEntry
@@ -102,7 +104,8 @@ def test_skipped_phases_share_the_timestamp_and_reopen_clears_and_counts(policie
         incident=incident, to=S.INVESTIGATING, note="came back", now=t + timedelta(minutes=1)
     )
     assert incident.reopened_count == 1 and incident.resolved_at is None and incident.mitigated_at is None
-    assert "reopened" in incident.timeline.filter(kind="status").last().message
+    last = incident.timeline.filter(kind="status").last()
+    assert last is not None and "reopened" in last.message
 
 
 def test_first_commander_acknowledges_and_a_second_one_needs_an_explicit_handoff(
@@ -126,7 +129,8 @@ def test_first_commander_acknowledges_and_a_second_one_needs_an_explicit_handoff
     history = list(IncidentRoleAssignment.objects.filter(incident=incident, role="commander"))
     assert [a.user.username for a in history] == ["alice", "bob"]
     assert history[0].ended_at is not None and history[1].ended_at is None
-    assert "handed off from alice to bob" in incident.timeline.filter(kind="role").last().message
+    handoff = incident.timeline.filter(kind="role").last()
+    assert handoff is not None and "handed off from alice to bob" in handoff.message
     # Acknowledged once: the hand-off does not re-acknowledge.
     assert acks.count() == 1
     # Other roles are simply replaced, and the history keeps both.
@@ -233,12 +237,12 @@ def test_overdue_action_items_are_reminded_once_a_day(policies: dict[str, Any], 
         postmortem=incident.postmortem,
         title="Add canary analysis",
         owner=owner,
-        due_date=date.today() - timedelta(days=1),
+        due_date=timezone.localdate() - timedelta(days=1),
         kind="prevent",
         link="https://tickets.example.com/OPS-1",
     )
     done = services.action_item_create(
-        postmortem=incident.postmortem, title="done", due_date=date.today() - timedelta(days=3)
+        postmortem=incident.postmortem, title="done", due_date=timezone.localdate() - timedelta(days=3)
     )
     services.action_item_update(item=done, status="done")
     now = timezone.now()
