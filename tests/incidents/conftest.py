@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from incidents.models import SeverityPolicy
+from tests.deployments.conftest import clock, stage_factory  # noqa: F401  (shared fixtures)
 
 
 def seed_policies() -> dict[str, SeverityPolicy]:
