@@ -111,7 +111,9 @@ def test_unhealthy_target_fails_the_deployment_and_keeps_traffic_on_stable(
     assert stage.env.traffic["weights"] == {"blue": 100, "green": 0}
 
 
-def test_inconclusive_analysis_pauses_for_a_human_then_promote_continues(stage_factory: Any, clock: Clock) -> None:
+def test_inconclusive_analysis_pauses_for_a_human_then_promote_continues(
+    stage_factory: Any, clock: Clock
+) -> None:
     from deployments import services
 
     stage = stage_factory()
@@ -129,7 +131,9 @@ def test_inconclusive_analysis_pauses_for_a_human_then_promote_continues(stage_f
 
 def test_redundant_advances_do_not_repeat_effects(stage_factory: Any, clock: Clock) -> None:
     stage = stage_factory()
-    d = create(stage, {"strategy": "canary", "steps": [{"setWeight": 50}, {"pause": {"duration": 60000}}]}, clock)
+    d = create(
+        stage, {"strategy": "canary", "steps": [{"setWeight": 50}, {"pause": {"duration": 60000}}]}, clock
+    )
     for _ in range(5):  # a burst of duplicate messages at the same instant
         engine.run(d.pk, now=clock)
     d.refresh_from_db()

@@ -53,7 +53,9 @@ def test_untimed_pause_waits_for_promote(stage_factory: Any, clock: Clock, opera
 
 def test_pause_stops_the_engine_and_resume_continues(stage_factory: Any, clock: Clock, operator: Any) -> None:
     stage = stage_factory()
-    d = create(stage, {"strategy": "canary", "steps": [{"setWeight": 10}, {"pause": {"duration": 60000}}]}, clock)
+    d = create(
+        stage, {"strategy": "canary", "steps": [{"setWeight": 10}, {"pause": {"duration": 60000}}]}, clock
+    )
     engine.run(d.pk, now=clock)
     d.refresh_from_db()
     assert verb(operator, d, "pause", "investigating")["status"] == "paused"
@@ -66,7 +68,9 @@ def test_pause_stops_the_engine_and_resume_continues(stage_factory: Any, clock: 
     assert d.status == S.SUCCEEDED
 
 
-def test_promote_full_skips_every_remaining_pause_and_weight(stage_factory: Any, clock: Clock, operator: Any) -> None:
+def test_promote_full_skips_every_remaining_pause_and_weight(
+    stage_factory: Any, clock: Clock, operator: Any
+) -> None:
     stage = stage_factory()
     d = paused_at_untimed_pause(stage, clock)
     body = verb(operator, d, "promote-full")
@@ -101,7 +105,9 @@ def test_retry_runs_an_aborted_deployment_again(stage_factory: Any, clock: Clock
     assert drive(d, clock).status == S.SUCCEEDED
 
 
-def test_retry_is_409_while_another_deployment_is_active(stage_factory: Any, clock: Clock, operator: Any) -> None:
+def test_retry_is_409_while_another_deployment_is_active(
+    stage_factory: Any, clock: Clock, operator: Any
+) -> None:
     stage = stage_factory()
     d = paused_at_untimed_pause(stage, clock)
     verb(operator, d, "abort")

@@ -163,6 +163,9 @@ class InstanceApp:
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; without TCP_NODELAY, Nagle + delayed ACK add
+    # ~40 ms to keep-alive responses and latency measurements would measure the kernel.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # quiet: tests read behaviour, not access logs
