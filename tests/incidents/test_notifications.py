@@ -205,10 +205,11 @@ def _user(name: str) -> Any:
 
 
 def _point_app_at(url: str) -> str:
-    """Point this process's Celery app at another broker (Celery reads CELERY_BROKER_URL first)."""
-    old = os.environ.get("CELERY_BROKER_URL", app.conf.broker_url)
-    os.environ["CELERY_BROKER_URL"] = url
-    app.conf.update(broker_url=url)
+    """Point this process's Celery producer at another broker; returns the previous URL."""
+    conf: Any = app.conf
+    old = str(conf.broker_write_url or conf.broker_url)
+    os.environ["CELERY_BROKER_URL"] = url  # Celery reads the environment before its config
+    conf.broker_url = conf.broker_write_url = conf.broker_read_url = url
     kombu.pools.reset()
     # Drop the cached pools so the next publish connects to ``url``.
     app._pool = None  # type: ignore[attr-defined]
