@@ -68,7 +68,9 @@ def seed(n: int, *, due_at: datetime) -> list[int]:
     )
     Instance.objects.bulk_create(
         [
-            Instance(environment=e, name=f"{slot}-1", address=f"http://10.0.0.{k}:8000", slot=slot, release=v1)
+            Instance(
+                environment=e, name=f"{slot}-1", address=f"http://10.0.0.{k}:8000", slot=slot, release=v1
+            )
             for e in envs
             for k, slot in enumerate(("blue", "green"), start=1)
         ],

@@ -23,6 +23,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from benchmarks.deployments_seed import ROOT, seed, setup_django
 
@@ -72,7 +73,8 @@ def main() -> None:
     with connection.cursor() as cursor:
         t0 = time.perf_counter()
         cursor.execute(
-            "SELECT id FROM deployments_deployment WHERE status IN ('pending','running') AND next_check_at <= %s",
+            "SELECT id FROM deployments_deployment"
+            " WHERE status IN ('pending','running') AND next_check_at <= %s",
             [timezone.now()],
         )
         baseline_n = len(cursor.fetchall())
@@ -85,7 +87,8 @@ def main() -> None:
     rows.append(("reconcile tick (claim + enqueue)", f"{tick_s * 1000:.0f} ms", f"{len(ctx)} queries"))
     rows.append(("  baseline: bare SELECT of due ids", f"{select_s * 1000:.0f} ms", "1 query"))
     with app.connection_for_write() as conn:
-        messages = conn.default_channel.client.llen(queue)
+        channel: Any = conn.default_channel
+        messages = channel.client.llen(queue)
     rows.append(("  messages enqueued", str(messages), f"{args.n // max(messages, 1)} ids each"))
 
     # -- 2. queries per advance (in this process, static router) -------------------------------
@@ -115,7 +118,9 @@ def main() -> None:
             f"{min(counts)}..{max(counts)} queries",
         )
     )
-    rows.append(("  baseline: lock + update one row", f"{statistics.median(base_times) * 1000:.2f} ms", "2 queries"))
+    rows.append(
+        ("  baseline: lock + update one row", f"{statistics.median(base_times) * 1000:.2f} ms", "2 queries")
+    )
 
     # -- 3. a real worker and beat drain the tick ---------------------------------------------
     env = dict(os.environ, CELERY_TASK_DEFAULT_QUEUE=queue, LOG_LEVEL="WARNING")

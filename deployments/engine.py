@@ -11,6 +11,7 @@ written to be idempotent (traffic tables are absolute, deploys skip instances al
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
@@ -78,10 +79,16 @@ class Context:
         self.deployment = deployment
         self.env: Environment = deployment.environment
         self.now = now
-        self.instances = {
-            i.name: i for i in Instance.objects.filter(environment=self.env).select_related("release")
-        }
-        self.providers = providers or provider_set_for(self.env, self.instances.values())
+        self._providers = providers
+
+    @functools.cached_property
+    def instances(self) -> dict[str, Instance]:
+        """Loaded on first use: steps that only wait never read them."""
+        return {i.name: i for i in Instance.objects.filter(environment=self.env).select_related("release")}
+
+    @functools.cached_property
+    def providers(self) -> ProviderSet:
+        return self._providers or provider_set_for(self.env, self.instances.values())
 
     def ref(self, instance: Instance) -> InstanceRef:
         return InstanceRef(

@@ -18,7 +18,8 @@ def _by_env_ref(queryset: QuerySet[Deployment], name: str, value: str) -> QueryS
 
 class DeploymentFilter(django_filters.FilterSet):
     environment = django_filters.CharFilter(method=_by_env_ref, help_text="service/env")
-    status = django_filters.MultipleChoiceFilter(choices=Deployment.Status.choices)
+    # distinct=False: the filter is on the row itself; DISTINCT over JSON columns costs 10x.
+    status = django_filters.MultipleChoiceFilter(choices=Deployment.Status.choices, distinct=False)
     release = django_filters.CharFilter(field_name="release__version")
     service = django_filters.CharFilter(field_name="environment__service__slug")
 
