@@ -172,6 +172,24 @@ class IncidentAdmin(AuditedModelAdmin):
         color = "#b91c1c" if left.startswith("-") else "#15803d"
         return format_html('<span style="color:{}">{} in {}</span>', color, phase, left)
 
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        # Edits go through the service so they land on the timeline (and in the audit log).
+        if change and obj.pk:
+            fields = {
+                k: form.cleaned_data[k]
+                for k in ("title", "description", "impact_summary")
+                if k in form.changed_data
+            }
+            if fields:
+                current = Incident.objects.get(pk=obj.pk)
+                services.incident_update(incident=current, actor=request.user, **fields)
+            return
+        super().save_model(request, obj, form, change)
+
+    def log_change(self, request: HttpRequest, obj: Any, message: Any) -> Any:
+        # The service audited the edit; keep Django's admin history without a second audit entry.
+        return admin.ModelAdmin.log_change(self, request, obj, message)
+
     @admin.display(description="Affected environments")
     def affected_environments(self, obj: Incident) -> str:
         return ", ".join(str(e) for e in obj.environments.select_related("service")) or "-"
@@ -186,19 +204,21 @@ class IncidentAdmin(AuditedModelAdmin):
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         # Relation edits in the inline go through the service (timeline + audit), not a raw save.
+        rest = []
         for formset in formsets:
-            if formset.model is DeploymentLink:
-                for f in formset.forms:
-                    if f.instance.pk and f.has_changed():
-                        services.incident_link_deployment(
-                            incident=form.instance,
-                            deployment=f.instance.deployment,
-                            relation=f.cleaned_data["relation"],
-                            note=f.cleaned_data.get("note", ""),
-                            actor=request.user,
-                        )
-                formsets = [fs for fs in formsets if fs is not formset]
-        super().save_related(request, form, formsets, change)
+            if formset.model is not DeploymentLink:
+                rest.append(formset)
+                continue
+            formset.save(commit=False)
+            for link, _fields in formset.changed_objects:
+                services.incident_link_deployment(
+                    incident=form.instance,
+                    deployment=link.deployment,
+                    relation=link.relation,
+                    note=link.note,
+                    actor=request.user,
+                )
+        super().save_related(request, form, rest, change)
 
     def _each(self, request: HttpRequest, queryset: QuerySet[Incident], fn: Any, verb: str) -> None:
         done = 0

@@ -102,10 +102,18 @@ def timeline_record(
 
 
 def _notify_incident(
-    incident: Incident, *, event: str, summary: str, pagerduty_action: str = "trigger", now: datetime
+    incident: Incident,
+    *,
+    event: str,
+    summary: str,
+    pagerduty_action: str = "trigger",
+    now: datetime,
+    page: bool = True,
 ) -> None:
-    """Notify the policy's channels about an incident; PagerDuty gets the incident's dedup key."""
-    channels = list(incident.severity.channels or [])
+    """Notify the policy's channels about an incident; PagerDuty gets the incident's dedup key.
+
+    ``page=False`` leaves PagerDuty out (a trigger after resolution would reopen the page)."""
+    channels = [c for c in incident.severity.channels or [] if page or c != SeverityPolicy.Channel.PAGERDUTY]
     if not channels:
         return
     notify(
@@ -547,6 +555,7 @@ def deadlines_check(*, now: datetime | None = None) -> list[DeadlineBreach]:
                     event="incident.deadline_breached",
                     summary=f"[{incident.severity.code}] {label} deadline breached: {incident.title}",
                     now=now,
+                    page=incident.is_open,
                 )
         except IntegrityError:  # another checker recorded it first
             continue

@@ -164,3 +164,38 @@ def test_admin_rolls_back_the_deployment_that_caused_it(
     links = dict(incident.deployment_links.values_list("deployment_id", "relation"))
     assert links == {d.pk: "caused", rollback.pk: "fixed"}
     assert drive(rollback, clock).status == Deployment.Status.SUCCEEDED
+
+
+def test_admin_relation_edits_go_through_the_service(policies: Any, env: Environment) -> None:
+    d = deployment(env, "1.4.0", T0 - timedelta(minutes=30))
+    incident = services.incident_declare(title="errors", severity=policies["P2"])
+    link = services.incident_link_deployment(incident=incident, deployment=d, relation="suspect")
+    admin = make_user("boss", "admin")
+    admin.is_superuser = True
+    admin.save()
+    web = Client()
+    web.force_login(admin)
+    empty = {
+        f"{p}-{k}": "0"
+        for p in ("role_assignments", "breaches", "timeline")
+        for k in ("TOTAL_FORMS", "INITIAL_FORMS")
+    }
+    resp = web.post(
+        f"/admin/incidents/incident/{incident.pk}/change/",
+        {
+            "title": "errors",
+            "description": "",
+            "impact_summary": "",
+            **empty,
+            "deployment_links-TOTAL_FORMS": "1",
+            "deployment_links-INITIAL_FORMS": "1",
+            "deployment_links-0-id": str(link.pk),
+            "deployment_links-0-incident": str(incident.pk),
+            "deployment_links-0-relation": "dismissed",
+            "deployment_links-0-note": "config-only change",
+        },
+    )
+    assert resp.status_code == 302, resp.content.decode()[:1500]
+    link.refresh_from_db()
+    assert (link.relation, link.note) == ("dismissed", "config-only change")
+    assert "marked dismissed (was suspect)" in incident.timeline.filter(kind="deployment").last().message  # type: ignore[union-attr]

@@ -94,3 +94,26 @@ def test_admin_actions_acknowledge_escalate_resolve(policies: Any) -> None:
     resp = client.post(url, {"action": "resolve", "_selected_action": [incident.pk]}, follow=True)
     assert "allowed: closed, investigating" in resp.content.decode()
     assert Incident.objects.get(pk=incident.pk).status == "resolved"
+
+
+def test_admin_edits_go_to_the_timeline(policies: Any) -> None:
+    incident = services.incident_declare(title="Payments down", severity=policies["P1"])
+    client, _ = _admin_client()
+    resp = client.post(
+        f"/admin/incidents/incident/{incident.pk}/change/",
+        {
+            "title": "Payments down in EU",
+            "description": "",
+            "impact_summary": "EU card payments fail",
+            **{
+                f"{p}-{k}": v
+                for p in ("role_assignments", "breaches", "deployment_links", "timeline")
+                for k, v in (("TOTAL_FORMS", "0"), ("INITIAL_FORMS", "0"))
+            },
+        },
+    )
+    assert resp.status_code == 302, resp.content.decode()[:2000]
+    incident.refresh_from_db()
+    assert incident.title == "Payments down in EU"
+    update = incident.timeline.get(kind="update")
+    assert update.details["changes"]["impact_summary"] == ["", "EU card payments fail"]

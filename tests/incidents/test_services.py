@@ -182,7 +182,7 @@ def test_a_met_phase_is_not_breached(policies: dict[str, Any]) -> None:
 
 
 def test_resolving_a_p1_opens_a_postmortem_due_a_week_later_and_its_deadline_is_watched(
-    policies: dict[str, Any],
+    policies: dict[str, Any], channels: Any
 ) -> None:
     incident = declare(policies)
     resolved = T0 + timedelta(minutes=50)
@@ -194,6 +194,9 @@ def test_resolving_a_p1_opens_a_postmortem_due_a_week_later_and_its_deadline_is_
     assert services.deadlines_check(now=resolved + timedelta(days=6)) == []
     breaches = services.deadlines_check(now=resolved + timedelta(days=7, minutes=1))
     assert [b.phase for b in breaches] == ["postmortem"]
+    # Reminded on chat and the webhook, but a PagerDuty trigger would reopen the resolved page.
+    late = Notification.objects.filter(event="incident.deadline_breached")
+    assert set(late.values_list("channel", flat=True)) == {"slack", "webhook"}
     PostMortem.objects.filter(pk=pm.pk).update(due_at=timezone.now() - timedelta(seconds=1))
     pm.refresh_from_db()
     assert pm.is_overdue
