@@ -13,6 +13,7 @@ Claims checked (printed as a table with a baseline measured in the same run):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
@@ -37,6 +38,7 @@ os.environ["ALERTMANAGER_TOKEN"] = TOKEN
 import django  # noqa: E402
 
 django.setup()
+
 
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
@@ -175,6 +177,22 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def cpu_seconds(root: int) -> float:
+    """User+system CPU of a process and its children (gunicorn master and workers), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    pids = [root]
+    with contextlib.suppress(OSError):
+        pids += [int(p) for p in Path(f"/proc/{root}/task/{root}/children").read_text().split()]
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -253,15 +271,17 @@ def bench_gunicorn(run: str, requests: int) -> list[tuple[str, str, str, str]]:
             list(pool.map(get_live, range(40)))  # warm every worker
             list(pool.map(post_alerts, range(40)))  # first delivery of each group opens its incident
             live = list(pool.map(get_live, range(requests)))
-            t0 = time.perf_counter()
+            t0, cpu0 = time.perf_counter(), cpu_seconds(proc.pid)
             lat = list(pool.map(post_alerts, range(140, 140 + requests)))
-            wall = time.perf_counter() - t0
+            wall, cpu = time.perf_counter() - t0, cpu_seconds(proc.pid) - cpu0
         for name, values in (("baseline: GET /health/live", live), ("10-alert delivery", lat)):
             p50, p99 = pct(values, 0.5) * 1000, pct(values, 0.99) * 1000
             target = "p99 < 100 ms" if name == "10-alert delivery" else "-"
             ok = ("yes" if p99 < 100 else "NO") if target != "-" else "-"
             rows.append((f"gunicorn c=8: {name}", f"p50 {p50:.1f} / p99 {p99:.1f} ms", target, ok))
         rows.append(("  10-alert deliveries per second", f"{requests / wall:.0f}/s", "-", "-"))
+        # Server CPU per delivery does not depend on what else the machine runs.
+        rows.append(("  gunicorn CPU per delivery", f"{cpu / requests * 1000:.1f} ms", "-", "-"))
         rows.append(("  mean", f"{statistics.mean(lat) * 1000:.1f} ms", "-", "-"))
         return rows
     finally:
