@@ -32,6 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
 os.environ.setdefault("LOG_LEVEL", "WARNING")
+# Measure what production runs: no per-query debug recording.
+os.environ.setdefault("DEBUG", "false")
 TOKEN = "bench-" + uuid.uuid4().hex
 os.environ["ALERTMANAGER_TOKEN"] = TOKEN
 

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connection, transaction
+from django.db.models import F
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
@@ -200,15 +201,21 @@ def alertmanager_ingest(*, payload: Any, now: datetime | None = None) -> IntakeR
             group.incident = incident
             result.incident, result.created = incident, True
 
-        existing = {a.fingerprint: a for a in Alert.objects.filter(incident=incident)}
+        # Only what the comparison needs: no model instances, no JSON decoding of labels.
+        existing = {
+            fp: (pk, status, starts_at)
+            for pk, fp, status, starts_at in Alert.objects.filter(incident=incident)
+            .order_by()
+            .values_list("pk", "fingerprint", "status", "starts_at")
+        }
         new_rows: list[Alert] = []
         changed: list[Alert] = []
         seen: list[str] = []
         fired: list[ParsedAlert] = []
         resolved: list[ParsedAlert] = []
         for a in delivery.alerts:
-            row = existing.get(a.fingerprint)
-            if row is None:
+            known = existing.get(a.fingerprint)
+            if known is None:
                 new_rows.append(
                     Alert(
                         incident=incident,
@@ -227,11 +234,19 @@ def alertmanager_ingest(*, payload: Any, now: datetime | None = None) -> IntakeR
                     )
                 )
                 (fired if a.status == "firing" else resolved).append(a)
-            elif row.status != a.status or (a.status == "firing" and a.starts_at != row.starts_at):
-                row.status, row.starts_at, row.ends_at = a.status, a.starts_at, a.ends_at
-                row.labels, row.annotations, row.last_seen_at = a.labels, a.annotations, now
-                row.resolved_at = now if a.status == "resolved" else None
-                changed.append(row)
+            elif known[1] != a.status or (a.status == "firing" and a.starts_at != known[2]):
+                changed.append(
+                    Alert(
+                        pk=known[0],
+                        status=a.status,
+                        starts_at=a.starts_at,
+                        ends_at=a.ends_at,
+                        labels=a.labels,
+                        annotations=a.annotations,
+                        last_seen_at=now,
+                        resolved_at=now if a.status == "resolved" else None,
+                    )
+                )
                 (fired if a.status == "firing" else resolved).append(a)
             else:
                 seen.append(a.fingerprint)
@@ -292,13 +307,13 @@ def _policies() -> list[SeverityPolicy]:
 def _lock_group(d: ParsedDelivery, now: datetime) -> AlertGroup:
     """The group row, locked for this transaction (inserted first if new, ON CONFLICT DO NOTHING)."""
     locked = AlertGroup.objects.select_for_update(of=("self",)).select_related("incident__severity")
-    group = locked.filter(group_key=d.group_key).first()
-    if group is None:
+    try:
+        return locked.get(group_key=d.group_key)
+    except AlertGroup.DoesNotExist:
         AlertGroup.objects.bulk_create(
             [AlertGroup(group_key=d.group_key, receiver=d.receiver, created_at=now)], ignore_conflicts=True
         )
-        group = locked.get(group_key=d.group_key)
-    return group
+        return locked.get(group_key=d.group_key)
 
 
 _UPDATE_FIELDS = ("status", "starts_at", "ends_at", "labels", "annotations", "last_seen_at", "resolved_at")
@@ -340,18 +355,11 @@ def _update_alerts(rows: list[Alert]) -> None:
 
 
 def _touch_group(group: AlertGroup, d: ParsedDelivery, now: datetime) -> None:
-    group.receiver = d.receiver
-    group.group_labels = d.group_labels
-    group.external_url = d.external_url
-    group.last_delivery_at = now
-    group.deliveries += 1
-    group.save(
-        update_fields=[
-            "incident",
-            "receiver",
-            "group_labels",
-            "external_url",
-            "last_delivery_at",
-            "deliveries",
-        ]
+    AlertGroup.objects.filter(pk=group.pk).update(
+        incident=group.incident,
+        receiver=d.receiver,
+        group_labels=d.group_labels,
+        external_url=d.external_url,
+        last_delivery_at=now,
+        deliveries=F("deliveries") + 1,
     )
