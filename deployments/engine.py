@@ -135,10 +135,6 @@ def provider_set_for(
     )
 
 
-# Tests (and the benchmark) may replace providers for every environment.
-PROVIDER_OVERRIDES: dict[str, Any] = {}
-
-
 def advance(
     deployment: Deployment, *, now: datetime | None = None, providers: ProviderSet | None = None
 ) -> Result:
@@ -154,10 +150,6 @@ def advance(
     if step is None:  # a plan always ends with finalize; this is a plan edited to nothing
         transition(d, S.SUCCEEDED, reason="no steps left", now=now)
         return Result("finished")
-    if providers is None and PROVIDER_OVERRIDES:
-        providers = provider_set_for(
-            d.environment, Instance.objects.filter(environment=d.environment), PROVIDER_OVERRIDES
-        )
     ctx = Context(d, now, providers)
     index = d.current_step
     if "started_at" not in d.step_state:
@@ -214,7 +206,7 @@ def restore_stable_traffic(ctx: Context, *, why: str) -> None:
         if d.target_slot:
             weights[d.target_slot] = 0
     else:
-        weights = {ctx.env.live_slot: 100} if ctx.env.live_slot else {}
+        weights = _rolling_weights(ctx)
     ctx.apply_traffic(TrafficTable(weights=weights), step=None, why=why)
     Instance.objects.filter(environment=ctx.env, state=Instance.State.DRAINING).update(
         state=Instance.State.IN_SERVICE
@@ -313,7 +305,11 @@ def _drained(ctx: Context) -> set[str]:
 
 
 def _rolling_weights(ctx: Context) -> dict[str, int]:
-    return {ctx.env.live_slot: 100} if ctx.env.live_slot else {}
+    """Rolling updates in place: the live slot keeps all traffic (the idle one, if any, none)."""
+    live = ctx.env.live_slot
+    if not live:
+        return {}
+    return {live: 100, ("green" if live == "blue" else "blue"): 0}
 
 
 def _drain(ctx: Context, step: dict[str, Any]) -> _Outcome:

@@ -400,17 +400,7 @@ def deployment_abort(
         _operator(d, "abort", actor, reason, now)
         note = ""
         if d.status != S.PENDING:
-            ctx = engine.Context(
-                d,
-                now,
-                None
-                if not engine.PROVIDER_OVERRIDES
-                else engine.provider_set_for(
-                    d.environment,
-                    Instance.objects.filter(environment=d.environment),
-                    engine.PROVIDER_OVERRIDES,
-                ),
-            )
+            ctx = engine.Context(d, now, None)
             try:
                 engine.restore_stable_traffic(ctx, why="abort: all traffic back to stable")
             except ProviderError as exc:
