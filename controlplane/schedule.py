@@ -25,3 +25,37 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "options": {"expire_seconds": 3000},
     },
 }
+
+BEAT_SCHEDULE.update(
+    {
+        # The tightest phase deadline is minutes long; a 30 s tick detects a breach within 30 s.
+        "incidents-check-deadlines": {
+            "task": "incidents.check_deadlines",
+            "schedule": 30.0,
+            "options": {"expire_seconds": 25},
+        },
+        # Outbox rows wait 30 s for their own message before the sweeper re-enqueues them.
+        "incidents-sweep-notifications": {
+            "task": "incidents.sweep_notifications",
+            "schedule": 30.0,
+            "options": {"expire_seconds": 25},
+        },
+        # Reminders are daily per item; hourly ticks spread them without spamming.
+        "incidents-remind-action-items": {
+            "task": "incidents.remind_action_items",
+            "schedule": 3600.0,
+            "options": {"expire_seconds": 1800},
+        },
+    }
+)
+
+BEAT_SCHEDULE |= {
+    # Rollouts wait by storing next_check_at (timed pauses, health intervals, analysis
+    # intervals); this tick turns due ones into work and recovers lost messages. 5 s is
+    # the granularity of a rollout's clock; a tick for 10,000 deployments costs ~1 query.
+    "deployments-reconcile": {
+        "task": "deployments.reconcile_deployments",
+        "schedule": 5.0,
+        "options": {"expire_seconds": 5},
+    },
+}

@@ -211,7 +211,10 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
-    "ENUM_NAME_OVERRIDES": {},
+    "ENUM_NAME_OVERRIDES": {
+        "DeploymentKindEnum": "deployments.models.Deployment.Kind",
+        "DeploymentEventKindEnum": "deployments.models.DeploymentEvent.Kind",
+    },
     # Swagger UI served from our own static files: works air-gapped, no CDN in the CSP.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
@@ -332,5 +335,34 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update(  # type: ignore[attr-defined
         "BackupCheckEnum": "backups.models.Backup.Check",
         "VerificationStatusEnum": "backups.models.Verification.Status",
         "RestoreStatusEnum": "backups.models.Restore.Status",
+    }
+)
+
+# --- Incidents ------------------------------------------------------------------
+# Notification endpoints and keys come only from the environment (never the API or admin).
+SLACK_WEBHOOK_URL = env.str("SLACK_WEBHOOK_URL", default="")
+PAGERDUTY_ROUTING_KEY = env.str("PAGERDUTY_ROUTING_KEY", default="")
+PAGERDUTY_EVENTS_URL = env.str("PAGERDUTY_EVENTS_URL", default="https://events.pagerduty.com/v2/enqueue")
+INCIDENT_WEBHOOK_URL = env.str("INCIDENT_WEBHOOK_URL", default="")
+INCIDENT_WEBHOOK_SECRET = env.str("INCIDENT_WEBHOOK_SECRET", default="")
+NOTIFICATION_TIMEOUT_SECONDS = env.float("NOTIFICATION_TIMEOUT_SECONDS", default=10.0)
+NOTIFICATION_MAX_ATTEMPTS = env.int("NOTIFICATION_MAX_ATTEMPTS", default=8)
+NOTIFICATION_BACKOFF_SECONDS = env.float("NOTIFICATION_BACKOFF_SECONDS", default=5.0)
+NOTIFICATION_BACKOFF_MAX_SECONDS = env.float("NOTIFICATION_BACKOFF_MAX_SECONDS", default=3600.0)
+# Alertmanager authenticates with this static bearer token (or an operator's API token).
+ALERTMANAGER_TOKEN = env.str("ALERTMANAGER_TOKEN", default="")
+# Links in notifications point here (e.g. https://ops.example.com).
+CONTROLPLANE_PUBLIC_URL = env.str("CONTROLPLANE_PUBLIC_URL", default="")
+if INCIDENT_WEBHOOK_URL and not INCIDENT_WEBHOOK_SECRET:
+    raise ImproperlyConfigured("INCIDENT_WEBHOOK_URL needs INCIDENT_WEBHOOK_SECRET (deliveries are signed)")
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update(  # type: ignore[attr-defined]
+    {
+        "IncidentStatusEnum": "incidents.models.Incident.Status",
+        "PostMortemStatusEnum": "incidents.models.PostMortem.Status",
+        "ActionItemStatusEnum": "incidents.models.ActionItem.Status",
+        "AlertStatusEnum": "incidents.models.Alert.Status",
+        "NotificationStatusEnum": "incidents.models.Notification.Status",
+        # Incidents list suspect deployments, which brings the deployments status enum in too.
+        "DeploymentStatusEnum": "deployments.models.Deployment.Status",
     }
 )

@@ -1,0 +1,75 @@
+"""Deployment metrics for /metrics, read from the database at scrape time."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Sum
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+
+from controlplane.metrics import db_metrics
+from deployments.models import Deployment, Measurement
+
+DURATION_BUCKETS = (30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0)
+
+
+@db_metrics
+def deployment_metrics() -> Iterable[Metric]:
+    by_status = GaugeMetricFamily(
+        "controlplane_deployments", "Deployments by status and strategy.", labels=["status", "strategy"]
+    )
+    counts = {
+        (row["status"], row["strategy"]): row["n"]
+        for row in Deployment.objects.values("status", "strategy").annotate(n=Count("id")).order_by()
+    }
+    for status in Deployment.Status.values:
+        for strategy in ("canary", "blue-green", "rolling"):
+            by_status.add_metric([status, strategy], counts.get((status, strategy), 0))
+    yield by_status
+
+    rollbacks = CounterMetricFamily(
+        "controlplane_deployment_rollbacks",
+        "Rollbacks: automatic (analysis failed) and requested (a rollback deployment).",
+        labels=["kind"],
+    )
+    rollbacks.add_metric(
+        ["automatic"],
+        Deployment.objects.filter(status=Deployment.Status.ROLLED_BACK, rollbacks__isnull=True).count(),
+    )
+    rollbacks.add_metric(["requested"], Deployment.objects.filter(kind=Deployment.Kind.ROLLBACK).count())
+    yield rollbacks
+
+    # Rollout duration of finished deployments, as a histogram computed in one query.
+    elapsed = ExpressionWrapper(F("finished_at") - F("started_at"), output_field=DurationField())
+    finished = Deployment.objects.filter(finished_at__isnull=False, started_at__isnull=False)
+    aggregates: dict[str, object] = {"n": Count("id"), "total": Sum(elapsed)}
+    for i, bound in enumerate(DURATION_BUCKETS):
+        aggregates[f"le{i}"] = Count("id", filter=_within(bound))
+    hist = HistogramMetricFamily(
+        "controlplane_deployment_duration_seconds",
+        "Time from start to end of finished deployments, by strategy.",
+        labels=["strategy"],
+    )
+    for row in finished.values("strategy").annotate(**aggregates).order_by():
+        buckets = [(str(b), row[f"le{i}"]) for i, b in enumerate(DURATION_BUCKETS)]
+        buckets.append(("+Inf", row["n"]))
+        total = row["total"].total_seconds() if row["total"] else 0.0
+        hist.add_metric([row["strategy"]], buckets, total)
+    yield hist
+
+    verdicts = CounterMetricFamily(
+        "controlplane_analysis_measurements",
+        "Analysis measurements by metric and verdict.",
+        labels=["metric", "outcome"],
+    )
+    for row in Measurement.objects.values("metric", "outcome").annotate(n=Count("id")).order_by():
+        verdicts.add_metric([row["metric"], row["outcome"]], row["n"])
+    yield verdicts
+
+
+def _within(seconds: float) -> object:
+    from datetime import timedelta
+
+    from django.db.models import Q
+
+    return Q(finished_at__lte=F("started_at") + timedelta(seconds=seconds))
