@@ -17,7 +17,37 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": 30.0,
         "options": {"expire_seconds": 25},
     },
+    # Retention deletes by day granularity (keep_days); hourly keeps storage within an hour of
+    # policy and also fails runs a dead worker left "running" (their policy lock is free).
+    "backups-retention": {
+        "task": "backups.apply_retention",
+        "schedule": 3600.0,
+        "options": {"expire_seconds": 3000},
+    },
 }
+
+BEAT_SCHEDULE.update(
+    {
+        # The tightest phase deadline is minutes long; a 30 s tick detects a breach within 30 s.
+        "incidents-check-deadlines": {
+            "task": "incidents.check_deadlines",
+            "schedule": 30.0,
+            "options": {"expire_seconds": 25},
+        },
+        # Outbox rows wait 30 s for their own message before the sweeper re-enqueues them.
+        "incidents-sweep-notifications": {
+            "task": "incidents.sweep_notifications",
+            "schedule": 30.0,
+            "options": {"expire_seconds": 25},
+        },
+        # Reminders are daily per item; hourly ticks spread them without spamming.
+        "incidents-remind-action-items": {
+            "task": "incidents.remind_action_items",
+            "schedule": 3600.0,
+            "options": {"expire_seconds": 1800},
+        },
+    }
+)
 
 BEAT_SCHEDULE |= {
     # Rollouts wait by storing next_check_at (timed pauses, health intervals, analysis

@@ -315,3 +315,54 @@ if SENTRY_DSN:
 # --- Project-specific -----------------------------------------------------------
 # Metrics from django-prometheus live per process; ours are read from the DB at scrape.
 PROMETHEUS_EXPORT_MIGRATIONS = False
+
+# --- Backups --------------------------------------------------------------------
+# Parts of a streamed upload are held in memory: RSS ~ chunk x concurrency. 16 MiB parts
+# allow objects up to 160 GiB (S3's 10,000-part limit); raise for bigger databases.
+BACKUPS_MULTIPART_CHUNK_BYTES = env.int("BACKUPS_MULTIPART_CHUNK_BYTES", default=16 * 1024 * 1024)
+BACKUPS_MULTIPART_THRESHOLD_BYTES = env.int(
+    "BACKUPS_MULTIPART_THRESHOLD_BYTES", default=BACKUPS_MULTIPART_CHUNK_BYTES
+)
+BACKUPS_UPLOAD_CONCURRENCY = env.int("BACKUPS_UPLOAD_CONCURRENCY", default=2)
+# Exact per-table row counts in the dump's snapshot (what restore drills compare against).
+BACKUPS_COUNT_ROWS = env.bool("BACKUPS_COUNT_ROWS", default=True)
+# Server where restore drills create scratch databases (a DSN to a maintenance database);
+# empty = the control plane's own PostgreSQL server.
+BACKUPS_SCRATCH_DSN = env.str("BACKUPS_SCRATCH_DSN", default="")
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update(  # type: ignore[attr-defined]
+    {
+        "BackupStatusEnum": "backups.models.Backup.Status",
+        "BackupCheckEnum": "backups.models.Backup.Check",
+        "VerificationStatusEnum": "backups.models.Verification.Status",
+        "RestoreStatusEnum": "backups.models.Restore.Status",
+    }
+)
+
+# --- Incidents ------------------------------------------------------------------
+# Notification endpoints and keys come only from the environment (never the API or admin).
+SLACK_WEBHOOK_URL = env.str("SLACK_WEBHOOK_URL", default="")
+PAGERDUTY_ROUTING_KEY = env.str("PAGERDUTY_ROUTING_KEY", default="")
+PAGERDUTY_EVENTS_URL = env.str("PAGERDUTY_EVENTS_URL", default="https://events.pagerduty.com/v2/enqueue")
+INCIDENT_WEBHOOK_URL = env.str("INCIDENT_WEBHOOK_URL", default="")
+INCIDENT_WEBHOOK_SECRET = env.str("INCIDENT_WEBHOOK_SECRET", default="")
+NOTIFICATION_TIMEOUT_SECONDS = env.float("NOTIFICATION_TIMEOUT_SECONDS", default=10.0)
+NOTIFICATION_MAX_ATTEMPTS = env.int("NOTIFICATION_MAX_ATTEMPTS", default=8)
+NOTIFICATION_BACKOFF_SECONDS = env.float("NOTIFICATION_BACKOFF_SECONDS", default=5.0)
+NOTIFICATION_BACKOFF_MAX_SECONDS = env.float("NOTIFICATION_BACKOFF_MAX_SECONDS", default=3600.0)
+# Alertmanager authenticates with this static bearer token (or an operator's API token).
+ALERTMANAGER_TOKEN = env.str("ALERTMANAGER_TOKEN", default="")
+# Links in notifications point here (e.g. https://ops.example.com).
+CONTROLPLANE_PUBLIC_URL = env.str("CONTROLPLANE_PUBLIC_URL", default="")
+if INCIDENT_WEBHOOK_URL and not INCIDENT_WEBHOOK_SECRET:
+    raise ImproperlyConfigured("INCIDENT_WEBHOOK_URL needs INCIDENT_WEBHOOK_SECRET (deliveries are signed)")
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update(  # type: ignore[attr-defined]
+    {
+        "IncidentStatusEnum": "incidents.models.Incident.Status",
+        "PostMortemStatusEnum": "incidents.models.PostMortem.Status",
+        "ActionItemStatusEnum": "incidents.models.ActionItem.Status",
+        "AlertStatusEnum": "incidents.models.Alert.Status",
+        "NotificationStatusEnum": "incidents.models.Notification.Status",
+        # Incidents list suspect deployments, which brings the deployments status enum in too.
+        "DeploymentStatusEnum": "deployments.models.Deployment.Status",
+    }
+)

@@ -78,6 +78,9 @@ TEST_TOOLS="
 docker-compose docker-compose
 nginx nginx-light
 pg_dump postgresql-client
+pg_restore postgresql-client
+tar tar
+promtool prometheus
 zstd zstd
 chromium chromium
 prometheus prometheus

@@ -14,7 +14,8 @@ PRODUCTION_KEY = "k" * 20 + "-Zq8#v1$Lm0@pR4!tY7&wE2^uI9*oA3(sD6)fG5_hJ"
 
 
 def run_django(code: str, **env: str) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "ALLOWED_HOSTS", "DEBUG")}
+    drop = ("SECRET_KEY", "ALLOWED_HOSTS", "DEBUG", "DJANGO_ALLOW_ASYNC_UNSAFE")
+    base = {k: v for k, v in os.environ.items() if k not in drop}
     base.update(env)
     return subprocess.run(
         [sys.executable, "-c", f"import django; django.setup(); {code}"],
@@ -48,7 +49,7 @@ def test_secret_key_file_variant(tmp_path: Path) -> None:
 
 
 def test_check_deploy_is_clean_under_production_settings() -> None:
-    env = {k: v for k, v in os.environ.items() if k not in ("DEBUG",)}
+    env = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "DJANGO_ALLOW_ASYNC_UNSAFE")}
     env.update(CONTROLPLANE_ENV="production", SECRET_KEY=PRODUCTION_KEY, ALLOWED_HOSTS="cp.example.com")
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
