@@ -18,7 +18,9 @@ def _endpoints(client: APIClient) -> list[tuple[str, str]]:
     spec = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
     out = []
     for path, ops in spec["paths"].items():
-        concrete = re.sub(r"\{[^}]+\}", "1", path)
+        # Environments are addressed as "service/env"; every other parameter takes "1".
+        concrete = re.sub(r"\{ref\}", "svc/env", path)
+        concrete = re.sub(r"\{[^}]+\}", "1", concrete)
         for method in ops:
             if method in ("get", "post", "put", "patch", "delete"):
                 out.append((method, concrete if path not in OWN_AUTH else path))
