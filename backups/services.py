@@ -40,17 +40,32 @@ POLICY_FIELDS = {f.name for f in BackupPolicy._meta.concrete_fields} - {
 
 
 def notify_failure(*, backup: Backup, kind: str, message: str, details: dict[str, Any] | None = None) -> None:
-    """The one hook for "a backup or a drill failed": logs and records an event on the backup.
+    """The one hook for "a backup, check or drill failed": log, event, and the notification outbox.
 
-    The incidents app's notification outbox plugs in here (see docs/backups.md).
+    The outbox rows are written in the caller's transaction, so a rolled-back failure
+    notifies nobody and a committed one is delivered even if the broker is down now.
     """
+    from incidents.notifications import notify
+
     log.error(
         "backup %s failed: %s",
         kind,
         message,
         extra={"backup_id": backup.pk, "policy": backup.policy.name, "kind": kind},
     )
-    backup_event(backup, "notification", message, {"kind": kind, **(details or {})})
+    sent = notify(
+        event=f"backup.{kind}_failed",
+        summary=f"Backup policy {backup.policy.name}: {kind} failed: {message}"[:500],
+        severity="error",
+        details={"backup": backup.pk, "policy": backup.policy.name, "kind": kind, **(details or {})},
+        dedup_key=f"backup:{backup.policy.name}:{kind}",
+    )
+    backup_event(
+        backup,
+        "notification",
+        message,
+        {"kind": kind, **(details or {}), "notifications": [n.pk for n in sent]},
+    )
 
 
 # --- policies ---------------------------------------------------------------------------

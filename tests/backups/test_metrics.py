@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -116,4 +117,19 @@ def test_notify_failure_logs_and_records_an_event(local_policy: BackupPolicy, ca
         services.notify_failure(backup=backup, kind="drill", message="restored 3 rows, expected 4")
     assert "restored 3 rows" in caplog.text
     event = backup.events.get(kind="notification")
-    assert event.details == {"kind": "drill"}
+    assert event.details == {"kind": "drill", "notifications": []}  # no channel configured
+
+
+def test_notify_failure_writes_an_outbox_row_per_configured_channel(
+    local_policy: BackupPolicy, settings: Any
+) -> None:
+    from incidents.models import Notification
+
+    settings.SLACK_WEBHOOK_URL = "http://127.0.0.1:9/slack-hook"
+    backup = run_now(local_policy)
+    services.notify_failure(backup=backup, kind="drill", message="restored 3 rows, expected 4")
+    row = Notification.objects.get()
+    assert row.channel == "slack"
+    assert row.event == "backup.drill_failed"
+    assert "restored 3 rows" in json.dumps(row.body)
+    assert backup.events.get(kind="notification").details["notifications"] == [row.pk]
