@@ -20,7 +20,6 @@ CHECKS = ",".join(
         "status_code_conformance",
         "content_type_conformance",
         "response_schema_conformance",
-        "negative_data_rejection",
     ]
 )
 
