@@ -81,7 +81,7 @@ class EnvironmentSerializer(serializers.ModelSerializer[Environment]):
     service = serializers.SlugRelatedField(slug_field="slug", queryset=Service.objects.all())
     ref = serializers.SerializerMethodField()
     current_release: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
-        slug_field="version", read_only=True
+        slug_field="version", read_only=True, allow_null=True
     )
     instances = EnvironmentInstanceSerializer(many=True, read_only=True)
 

@@ -146,7 +146,7 @@ class IncidentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         parameters=[OpenApiParameter("pinned", bool, required=False)],
     )
     @extend_schema(methods=["post"], request=s.NoteSerializer, responses={201: s.TimelineEventSerializer})
-    @action(detail=True, methods=["get", "post"])
+    @action(detail=True, methods=["get", "post"], pagination_class=None)
     def timeline(self, request: Request, pk: str | None = None) -> Response:
         """The incident's timeline; POST adds a manual note."""
         incident = self.get_object()
@@ -185,7 +185,7 @@ class IncidentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         return self._out(incident)
 
     @extend_schema(request=None, responses=s.SuspectDeploymentSerializer(many=True))
-    @action(detail=True, methods=["get"], url_path="suspect-deployments")
+    @action(detail=True, methods=["get"], url_path="suspect-deployments", pagination_class=None)
     def suspect_deployments(self, request: Request, pk: str | None = None) -> Response:
         """Deployments on the affected environments shortly before detection (dismissed ones left out)."""
         return Response(
@@ -193,7 +193,7 @@ class IncidentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         )
 
     @extend_schema(request=None, responses=s.AlertSerializer(many=True))
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], pagination_class=None)
     def alerts(self, request: Request, pk: str | None = None) -> Response:
         return Response(s.AlertSerializer(self.get_object().alerts.all(), many=True).data)
 
