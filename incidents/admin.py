@@ -13,6 +13,7 @@ from rest_framework.exceptions import ValidationError
 
 from controlplane.admin_audit import AuditedModelAdmin
 from controlplane.api.errors import Conflict
+from controlplane.templatetags.badges import badge_column, severity_badge
 from incidents import selectors, services
 from incidents.models import (
     ActionItem,
@@ -26,8 +27,6 @@ from incidents.models import (
     SeverityPolicy,
     TimelineEvent,
 )
-
-_BADGE = {1: "#b91c1c", 2: "#c2410c", 3: "#a16207"}
 
 
 def _countdown(due: Any) -> str:
@@ -100,7 +99,7 @@ class IncidentAdmin(AuditedModelAdmin):
         "id",
         "severity_badge",
         "title",
-        "status",
+        badge_column("status"),
         "source",
         "commander",
         "next_deadline",
@@ -148,12 +147,7 @@ class IncidentAdmin(AuditedModelAdmin):
 
     @admin.display(description="Severity", ordering="severity__rank")
     def severity_badge(self, obj: Incident) -> str:
-        color = _BADGE.get(obj.severity.rank, "#475569")
-        return format_html(
-            '<span style="background:{};color:#fff;padding:2px 8px;border-radius:8px">{}</span>',
-            color,
-            obj.severity.code,
-        )
+        return severity_badge(obj.severity.code, obj.severity.rank)
 
     @admin.display(description="Commander")
     def commander(self, obj: Incident) -> str:
@@ -169,8 +163,8 @@ class IncidentAdmin(AuditedModelAdmin):
             return "-"
         phase, due = nxt
         left = _countdown(due)
-        color = "#b91c1c" if left.startswith("-") else "#15803d"
-        return format_html('<span style="color:{}">{} in {}</span>', color, phase, left)
+        css = "cp-overdue" if left.startswith("-") else "cp-due"
+        return format_html('<span class="{}">{} in {}</span>', css, phase, left)
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         # Edits go through the service so they land on the timeline (and in the audit log).
@@ -324,7 +318,7 @@ class ActionItemInline(admin.TabularInline):  # type: ignore[type-arg,unused-ign
 
 @admin.register(PostMortem)
 class PostMortemAdmin(AuditedModelAdmin):
-    list_display = ["incident", "status", "due_at", "overdue", "published_at"]
+    list_display = ["incident", badge_column("status"), "due_at", "overdue", "published_at"]
     list_filter = ["status"]
     readonly_fields = ["incident", "status", "due_at", "published_at", "timeline", "author"]
     inlines = [ActionItemInline]
