@@ -14,6 +14,7 @@ from backups import services
 from backups.models import Backup, BackupEvent, BackupPolicy, Restore, Verification
 from controlplane.admin_audit import AuditedModelAdmin
 from controlplane.roles import Role, role_of
+from controlplane.templatetags.badges import badge_column
 
 
 def _message(exc: APIException) -> str:
@@ -123,13 +124,13 @@ class BackupAdmin(AuditedModelAdmin):
     list_display = [
         "id",
         "policy",
-        "status",
+        badge_column("status"),
         "trigger",
         "created_at",
         "duration_seconds",
         "stored_bytes",
-        "verify_status",
-        "drill_status",
+        badge_column("verify_status", "verified"),
+        badge_column("drill_status", "drilled"),
     ]
     list_filter = ["status", "trigger", "verify_status", "drill_status", "policy"]
     date_hierarchy = "created_at"
@@ -164,7 +165,7 @@ class BackupAdmin(AuditedModelAdmin):
 
 @admin.register(Verification)
 class VerificationAdmin(admin.ModelAdmin):
-    list_display = ["id", "backup", "kind", "status", "started_at", "seconds", "error"]
+    list_display = ["id", "backup", "kind", badge_column("status"), "started_at", "seconds", "error"]
     list_filter = ["kind", "status"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -179,7 +180,15 @@ class RestoreAdmin(AuditedModelAdmin):
     """Adding a restore here runs the same service as the API (admins only)."""
 
     form = RestoreForm
-    list_display = ["id", "backup", "target_name", "status", "requested_by", "created_at", "finished_at"]
+    list_display = [
+        "id",
+        "backup",
+        "target_name",
+        badge_column("status"),
+        "requested_by",
+        "created_at",
+        "finished_at",
+    ]
     list_filter = ["status"]
     readonly_fields = ["target_name", "status", "safety_backup", "requested_by", "log", "error"]
 

@@ -11,7 +11,10 @@ from django.http import HttpRequest
 from rest_framework.exceptions import APIException
 
 from controlplane.admin_audit import AuditedModelAdmin
+from controlplane.roles import Role, role_of
+from controlplane.templatetags.badges import badge_column
 from deployments import services
+from deployments.admin_forms import DeploymentStartForm
 from deployments.models import (
     Deployment,
     DeploymentEvent,
@@ -118,7 +121,7 @@ class DeploymentAdmin(AuditedModelAdmin):
         "release",
         "kind",
         "strategy",
-        "status",
+        badge_column("status"),
         "step",
         "created_by",
         "created_at",
@@ -145,7 +148,37 @@ class DeploymentAdmin(AuditedModelAdmin):
         return f"{min(obj.current_step + 1, obj.step_total)}/{obj.step_total} {title}"
 
     def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # deployments are created through the API (validated config, idempotency)
+        return role_of(request.user) >= Role.OPERATOR  # through the service, like the API
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        if obj is None:
+            kwargs["form"] = DeploymentStartForm
+            kwargs["fields"] = DeploymentStartForm.Meta.fields
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return DeploymentStartForm.Meta.fields if obj is None else super().get_fields(request, obj)
+
+    def get_inlines(self, request: HttpRequest, obj: Any = None) -> Any:
+        return self.inlines if obj is not None else []
+
+    def save_model(self, request: HttpRequest, obj: Deployment, form: Any, change: bool) -> None:
+        if change:
+            return
+        data = form.cleaned_data
+        created, _ = services.deployment_create(
+            environment=data["environment"],
+            release=data["release"],
+            config=data["config"],
+            reason=data.get("reason", ""),
+            actor=request.user,
+        )
+        obj.pk = created.pk
+
+    def log_addition(self, request: HttpRequest, obj: Any, message: Any) -> Any:
+        return admin.ModelAdmin.log_addition(self, request, obj, message)  # audited by the service
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        if obj is None:
+            return []
         return [f.name for f in Deployment._meta.fields]

@@ -13,7 +13,10 @@ from rest_framework.exceptions import ValidationError
 
 from controlplane.admin_audit import AuditedModelAdmin
 from controlplane.api.errors import Conflict
+from controlplane.roles import Role, role_of
+from controlplane.templatetags.badges import badge_column, severity_badge
 from incidents import selectors, services
+from incidents.admin_forms import IncidentChangeForm, IncidentDeclareForm
 from incidents.models import (
     ActionItem,
     Alert,
@@ -26,8 +29,6 @@ from incidents.models import (
     SeverityPolicy,
     TimelineEvent,
 )
-
-_BADGE = {1: "#b91c1c", 2: "#c2410c", 3: "#a16207"}
 
 
 def _countdown(due: Any) -> str:
@@ -100,7 +101,7 @@ class IncidentAdmin(AuditedModelAdmin):
         "id",
         "severity_badge",
         "title",
-        "status",
+        badge_column("status"),
         "source",
         "commander",
         "next_deadline",
@@ -139,21 +140,37 @@ class IncidentAdmin(AuditedModelAdmin):
     ]
     inlines = [RoleInline, BreachInline, DeploymentLinkInline, TimelineInline]
     actions = ["acknowledge", "escalate", "resolve", "rollback_caused"]
+    form = IncidentChangeForm
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Incident]:
         return super().get_queryset(request).prefetch_related("role_assignments__user")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # declare through the API (services page the channels)
+        return role_of(request.user) >= Role.OPERATOR  # declared through the service (pages channels)
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        if obj is None:
+            kwargs["form"] = IncidentDeclareForm
+            kwargs["fields"] = IncidentDeclareForm.Meta.fields
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        if obj is None:
+            return IncidentDeclareForm.Meta.fields
+        return [*self.fields[:3], "hand_off_to", "handoff_note", *self.fields[3:]]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return [] if obj is None else self.readonly_fields
+
+    def get_inlines(self, request: HttpRequest, obj: Any = None) -> Any:
+        return self.inlines if obj is not None else []
+
+    def log_addition(self, request: HttpRequest, obj: Any, message: Any) -> Any:
+        return admin.ModelAdmin.log_addition(self, request, obj, message)  # audited by the service
 
     @admin.display(description="Severity", ordering="severity__rank")
     def severity_badge(self, obj: Incident) -> str:
-        color = _BADGE.get(obj.severity.rank, "#475569")
-        return format_html(
-            '<span style="background:{};color:#fff;padding:2px 8px;border-radius:8px">{}</span>',
-            color,
-            obj.severity.code,
-        )
+        return severity_badge(obj.severity.code, obj.severity.rank)
 
     @admin.display(description="Commander")
     def commander(self, obj: Incident) -> str:
@@ -169,11 +186,31 @@ class IncidentAdmin(AuditedModelAdmin):
             return "-"
         phase, due = nxt
         left = _countdown(due)
-        color = "#b91c1c" if left.startswith("-") else "#15803d"
-        return format_html('<span style="color:{}">{} in {}</span>', color, phase, left)
+        css = "cp-overdue" if left.startswith("-") else "cp-due"
+        return format_html('<span class="{}">{} in {}</span>', css, phase, left)
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         # Edits go through the service so they land on the timeline (and in the audit log).
+        if not change:
+            declared = services.incident_declare(
+                title=form.cleaned_data["title"],
+                severity=form.cleaned_data["severity"],
+                description=form.cleaned_data.get("description", ""),
+                impact_summary=form.cleaned_data.get("impact_summary", ""),
+                actor=request.user,
+            )
+            obj.pk = declared.pk
+            return
+        if form.cleaned_data.get("hand_off_to"):
+            try:
+                services.incident_handoff_commander(
+                    incident=obj,
+                    to_user=form.cleaned_data["hand_off_to"],
+                    note=form.cleaned_data.get("handoff_note", ""),
+                    actor=request.user,
+                )
+            except Conflict as exc:
+                self.message_user(request, str(exc.detail), messages.WARNING)
         if change and obj.pk:
             fields = {
                 k: form.cleaned_data[k]
@@ -324,10 +361,46 @@ class ActionItemInline(admin.TabularInline):  # type: ignore[type-arg,unused-ign
 
 @admin.register(PostMortem)
 class PostMortemAdmin(AuditedModelAdmin):
-    list_display = ["incident", "status", "due_at", "overdue", "published_at"]
+    list_display = ["incident", badge_column("status"), "due_at", "overdue", "published_at"]
     list_filter = ["status"]
     readonly_fields = ["incident", "status", "due_at", "published_at", "timeline", "author"]
     inlines = [ActionItemInline]
+    actions = ["send_to_review", "publish"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        if obj is not None and obj.status == PostMortem.Status.PUBLISHED:
+            return [*self.readonly_fields, *PostMortem.SECTIONS]  # final: shown, not editable
+        return self.readonly_fields
+
+    def save_model(self, request: HttpRequest, obj: PostMortem, form: Any, change: bool) -> None:
+        # Section edits through the service (refused once published, audited there).
+        sections = {k: form.cleaned_data[k] for k in PostMortem.SECTIONS if k in form.changed_data}
+        try:
+            services.postmortem_update(
+                postmortem=PostMortem.objects.get(pk=obj.pk), actor=request.user, **sections
+            )
+        except Conflict as exc:
+            self.message_user(request, str(exc.detail), messages.ERROR)
+
+    def log_change(self, request: HttpRequest, obj: Any, message: Any) -> Any:
+        return admin.ModelAdmin.log_change(self, request, obj, message)
+
+    def _move(self, request: HttpRequest, queryset: QuerySet[PostMortem], to: str) -> None:
+        for pm in queryset:
+            try:
+                services.postmortem_transition(postmortem=pm, to=to, actor=request.user)
+            except (Conflict, ValidationError) as exc:
+                self.message_user(request, f"Post-mortem of #{pm.incident_id}: {exc}", messages.ERROR)
+            else:
+                self.message_user(request, f"Post-mortem of #{pm.incident_id} is now {to.replace('_', ' ')}.")
+
+    @admin.action(description="Send to review")
+    def send_to_review(self, request: HttpRequest, queryset: QuerySet[PostMortem]) -> None:
+        self._move(request, queryset, PostMortem.Status.IN_REVIEW)
+
+    @admin.action(description="Publish")
+    def publish(self, request: HttpRequest, queryset: QuerySet[PostMortem]) -> None:
+        self._move(request, queryset, PostMortem.Status.PUBLISHED)
 
     @admin.display(boolean=True, description="Overdue")
     def overdue(self, obj: PostMortem) -> bool:

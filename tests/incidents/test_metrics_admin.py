@@ -72,7 +72,7 @@ def test_admin_shows_badges_and_countdowns_and_the_timeline(policies: Any) -> No
     services.incident_add_note(incident=incident, message="looking at the LB")
     client, _ = _admin_client()
     page = client.get("/admin/incidents/incident/").content.decode()
-    assert "Payments down" in page and "background:#b91c1c" in page
+    assert "Payments down" in page and '<span class="cp-badge cp-badge--crit">P1</span>' in page
     assert "acknowledge in 0:04:" in page
     detail = client.get(f"/admin/incidents/incident/{incident.pk}/change/").content.decode()
     assert "looking at the LB" in detail
