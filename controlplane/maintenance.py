@@ -17,7 +17,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, models
-from django.db.models import Q
+from django.db.models import Q, Subquery
 from django.utils import timezone
 
 from controlplane.audit import audit_record
@@ -81,14 +81,14 @@ def _delete_in_batches(queryset: models.QuerySet[Any], *, batch_size: int | None
     model = queryset.model
     total = batches = 0
     while True:
-        ids = list(queryset.order_by("pk").values_list("pk", flat=True)[:size])
-        if not ids:
-            return total, batches
-        # _raw_delete: one DELETE ... WHERE id IN (...), no per-row collection (append-only
-        # models refuse instance deletes; none of these has dependent rows).
-        total += model.objects.filter(pk__in=ids)._raw_delete(model.objects.db)
-        batches += 1
-        if len(ids) < size:
+        # One statement per batch: DELETE ... WHERE id IN (SELECT id ... LIMIT n). _raw_delete
+        # skips per-row collection (append-only models refuse instance deletes; none of these
+        # models has dependent rows).
+        batch = queryset.order_by().values("pk")[:size]
+        deleted = model.objects.filter(pk__in=Subquery(batch))._raw_delete(model.objects.db)
+        total += deleted
+        batches += 1 if deleted else 0
+        if deleted < size:
             return total, batches
 
 
