@@ -1,6 +1,7 @@
 """Pruning deployment history in bounded batches vs one unbatched DELETE.
 
-    DATABASE_URL=postgres://postgres@127.0.0.1:5432/cp_ops_bench python -m benchmarks.maintenance [--events 200000]
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/cp_ops_bench \\
+        python -m benchmarks.maintenance [--events 200000]
 
 Claim: ``prune_deployment_events`` removes old history at a throughput close to one big
 DELETE (the baseline, measured in the same run on the same rows) while no single statement
@@ -143,7 +144,8 @@ def main() -> None:
     print(f"\nPruning {finished * args.per:,} deployment events ({args.per} per deployment), PostgreSQL\n")
     print(f"{'run':<40}{'rows':>10}{'stmts':>8}{'total s':>10}{'rows/s':>10}{'longest stmt ms':>18}")
     for name, deleted, count, total, longest in rows:
-        print(f"{name:<40}{deleted:>10,}{count:>8}{total:>10.2f}{deleted / total:>10,.0f}{longest * 1000:>18.1f}")
+        rate = deleted / total
+        print(f"{name:<40}{deleted:>10,}{count:>8}{total:>10.2f}{rate:>10,.0f}{longest * 1000:>18.1f}")
     base = rows[0]
     for name, _deleted, _count, total, longest in rows[1:]:
         print(
