@@ -3,10 +3,15 @@
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/cp_ops_bench \\
         python -m benchmarks.maintenance [--events 200000]
 
-Claim: ``prune_deployment_events`` removes old history at a throughput close to one big
-DELETE (the baseline, measured in the same run on the same rows) while no single statement
-runs longer than a few tens of milliseconds, so locks and WAL bursts stay short; the
-guarded rows (active deployments) are untouched.
+Claim: ``prune_deployment_events`` keeps every statement short -- its longest DELETE is a
+small, constant fraction of one big DELETE's, however much history has piled up -- at a
+throughput that stays in the hundreds of thousands of rows per second (a few times the
+baseline's wall time, which is the price of short locks and small WAL bursts). The baseline,
+one unbatched DELETE of the same rows, is measured in the same run; the guarded rows (active
+deployments' events) are untouched.
+
+Measured (2 shared cores, 200,000 events): baseline 0.11 s with one 113 ms statement;
+batch=1000 0.71 s, longest statement 13 ms; batch=5000 0.55 s, longest 19 ms.
 """
 
 from __future__ import annotations
