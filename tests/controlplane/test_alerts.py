@@ -264,5 +264,8 @@ def test_every_metric_the_rules_and_dashboard_use_is_exported() -> None:
     text = response.content.decode()
     overdue = [x for x in text.splitlines() if x.startswith("controlplane_deployment_overdue_seconds{")]
     assert len(overdue) == 1 and 1100 < float(overdue[0].split()[-1]) < 1300
+    assert 'status="running"' in overdue[0]
+    age = [x for x in text.splitlines() if x.startswith("controlplane_deployment_active_age_seconds{")]
+    assert len(age) == 1 and 0 <= float(age[0].split()[-1]) < 60
     ratio = next(x for x in text.splitlines() if x.startswith("controlplane_disk_free_ratio{"))
     assert 0 < float(ratio.split()[-1]) <= 1
