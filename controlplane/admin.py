@@ -10,7 +10,7 @@ from django_celery_beat import admin as beat_admin
 from django_celery_beat import models as beat_models
 
 from controlplane.admin_audit import AuditedModelAdmin, reregister
-from controlplane.models import ApiToken, AuditEntry, Heartbeat
+from controlplane.models import ApiToken, AuditEntry, Heartbeat, MaintenanceRun
 from controlplane.roles import Role, role_of
 from controlplane.tokens import token_create, token_revoke
 
@@ -79,3 +79,11 @@ class ApiTokenAdmin(AuditedModelAdmin):
     def revoke(self, request: HttpRequest, queryset: Any) -> None:
         for token in queryset:
             token_revoke(token=token)
+
+
+@admin.register(MaintenanceRun)
+class MaintenanceRunAdmin(ReadOnlyAdmin):
+    """Last run of each maintenance job; the jobs themselves are paused under Periodic tasks."""
+
+    list_display = ["job", "status", "rows", "duration_seconds", "finished_at", "message"]
+    list_filter = ["status"]

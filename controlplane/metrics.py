@@ -95,3 +95,59 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
     """Prometheus exposition of the default registry (no auth: scrape from the private network)."""
     registry: Any = REGISTRY
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+
+
+@db_metrics
+def _maintenance_metrics() -> Iterable[Metric]:
+    from controlplane.models import MaintenanceRun
+
+    rows = GaugeMetricFamily(
+        "controlplane_maintenance_last_run_rows",
+        "Rows the job's last run deleted or updated (dead rows for vacuum_analyze).",
+        labels=["job"],
+    )
+    duration = GaugeMetricFamily(
+        "controlplane_maintenance_last_run_duration_seconds",
+        "Duration of the job's last run.",
+        labels=["job"],
+    )
+    finished = GaugeMetricFamily(
+        "controlplane_maintenance_last_run_timestamp_seconds",
+        "When the job's last run ended.",
+        labels=["job"],
+    )
+    success = GaugeMetricFamily(
+        "controlplane_maintenance_last_run_success",
+        "1 if the job's last run succeeded or was skipped by design, 0 if it failed.",
+        labels=["job"],
+    )
+    for run in MaintenanceRun.objects.all():
+        rows.add_metric([run.job], run.rows)
+        duration.add_metric([run.job], run.duration_seconds)
+        finished.add_metric([run.job], run.finished_at.timestamp())
+        success.add_metric([run.job], 0 if run.status == MaintenanceRun.Status.FAILED else 1)
+    yield from (rows, duration, finished, success)
+
+
+@db_metrics
+def _disk_metrics() -> Iterable[Metric]:
+    """Free space of the data volume (HEALTH_DISK_PATH): we run no node_exporter."""
+    import shutil
+
+    try:
+        usage = shutil.disk_usage(settings.HEALTH_DISK_PATH)
+    except OSError:
+        log.exception("disk usage of %s unavailable", settings.HEALTH_DISK_PATH)
+        return
+    path = str(settings.HEALTH_DISK_PATH)
+    ratio = GaugeMetricFamily(
+        "controlplane_disk_free_ratio", "Free fraction of the data volume (0..1).", labels=["path"]
+    )
+    ratio.add_metric([path], usage.free / usage.total if usage.total else 0.0)
+    free = GaugeMetricFamily(
+        "controlplane_disk_free_bytes", "Free bytes on the data volume.", labels=["path"]
+    )
+    free.add_metric([path], usage.free)
+    size = GaugeMetricFamily("controlplane_disk_size_bytes", "Size of the data volume.", labels=["path"])
+    size.add_metric([path], usage.total)
+    yield from (ratio, free, size)

@@ -73,3 +73,27 @@ class Heartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} @ {self.last_seen:%Y-%m-%d %H:%M:%S}"
+
+
+class MaintenanceRun(models.Model):
+    """The last run of one maintenance job: what it touched and how long it took (read by /metrics)."""
+
+    class Status(models.TextChoices):
+        OK = "ok"
+        SKIPPED = "skipped"
+        FAILED = "failed"
+
+    job = models.CharField(max_length=100, unique=True)
+    status = models.CharField(max_length=10, choices=Status.choices)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField()
+    duration_seconds = models.FloatField()
+    rows = models.BigIntegerField(default=0, help_text="Rows deleted or updated (dead rows for VACUUM).")
+    message = models.TextField(blank=True)
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["job"]
+
+    def __str__(self) -> str:
+        return f"{self.job}: {self.status}, {self.rows} rows"

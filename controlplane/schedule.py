@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from celery.schedules import crontab
+
 BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     # Health reports the scheduler pipeline stale after 2 minutes; 30 s keeps it well inside.
     "pipeline-heartbeat": {
@@ -57,5 +59,44 @@ BEAT_SCHEDULE |= {
         "task": "deployments.reconcile_deployments",
         "schedule": 5.0,
         "options": {"expire_seconds": 5},
+    },
+}
+
+# Maintenance (the guide's maintenance.sh). Retention is counted in days, so daily prunes keep
+# storage within a day of policy; they run at night, staggered, away from the 03:00 backups.
+_DAY = 24 * 3600
+BEAT_SCHEDULE |= {
+    "maintenance-prune-deployment-events": {
+        "task": "controlplane.prune_deployment_events",
+        "schedule": crontab(minute=10, hour=2),
+        "options": {"expire_seconds": 6 * 3600},
+    },
+    "maintenance-prune-measurements": {
+        "task": "controlplane.prune_measurements",
+        "schedule": crontab(minute=20, hour=2),
+        "options": {"expire_seconds": 6 * 3600},
+    },
+    "maintenance-prune-notifications": {
+        "task": "controlplane.prune_notifications",
+        "schedule": crontab(minute=30, hour=2),
+        "options": {"expire_seconds": 6 * 3600},
+    },
+    "maintenance-prune-audit-log": {
+        "task": "controlplane.prune_audit_log",
+        "schedule": crontab(minute=40, hour=2),
+        "options": {"expire_seconds": 6 * 3600},
+    },
+    # Keys live IDEMPOTENCY_KEY_TTL_HOURS (24 h); hourly keeps them within an hour of it.
+    "maintenance-expire-idempotency-keys": {
+        "task": "controlplane.expire_idempotency_keys",
+        "schedule": 3600.0,
+        "options": {"expire_seconds": 3000},
+    },
+    # Autovacuum does the day-to-day work; a weekly full pass after the nightly prunes
+    # reclaims what they freed and refreshes planner statistics (Sunday, after backups).
+    "maintenance-vacuum-analyze": {
+        "task": "controlplane.vacuum_analyze",
+        "schedule": crontab(minute=0, hour=4, day_of_week=0),
+        "options": {"expire_seconds": _DAY},
     },
 }

@@ -366,3 +366,15 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update(  # type: ignore[attr-defined
         "DeploymentStatusEnum": "deployments.models.Deployment.Status",
     }
 )
+
+# --- Maintenance ----------------------------------------------------------------
+# Retention of history that grows without bound (days); see controlplane/maintenance.py.
+# Nothing an active deployment, an unclosed incident or an unfinished restore needs is pruned.
+RETENTION_DEPLOYMENT_EVENTS_DAYS = env.int("RETENTION_DEPLOYMENT_EVENTS_DAYS", default=90)
+RETENTION_MEASUREMENTS_DAYS = env.int("RETENTION_MEASUREMENTS_DAYS", default=180)
+RETENTION_NOTIFICATIONS_DAYS = env.int("RETENTION_NOTIFICATIONS_DAYS", default=30)
+RETENTION_AUDIT_DAYS = env.int("RETENTION_AUDIT_DAYS", default=365)
+# A client retries a POST within minutes; a day covers a CI job re-run after an outage.
+IDEMPOTENCY_KEY_TTL_HOURS = env.int("IDEMPOTENCY_KEY_TTL_HOURS", default=24)
+# Rows per DELETE/UPDATE statement: short transactions, short locks, bounded WAL bursts.
+MAINTENANCE_BATCH_SIZE = env.int("MAINTENANCE_BATCH_SIZE", default=1000)

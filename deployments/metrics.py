@@ -73,3 +73,40 @@ def _within(seconds: float) -> object:
     from django.db.models import Q
 
     return Q(finished_at__lte=F("started_at") + timedelta(seconds=seconds))
+
+
+@db_metrics
+def active_deployment_metrics() -> Iterable[Metric]:
+    """Per active deployment: how long it has run and how far past due its next step is."""
+    from django.utils import timezone
+
+    now = timezone.now()
+    age = GaugeMetricFamily(
+        "controlplane_deployment_active_age_seconds",
+        "Seconds since the active deployment of the environment started (or was created).",
+        labels=["environment", "status"],
+    )
+    overdue = GaugeMetricFamily(
+        "controlplane_deployment_overdue_seconds",
+        "Seconds the active deployment's next step is past due (0 when on time): the engine is not "
+        "advancing it.",
+        labels=["environment", "status"],
+    )
+    rows = (
+        Deployment.objects.filter(status__in=Deployment.ACTIVE_STATUSES)
+        .values_list(
+            "environment__service__slug",
+            "environment__slug",
+            "status",
+            "created_at",
+            "started_at",
+            "next_check_at",
+        )
+        .order_by()
+    )
+    for service, env, status, created_at, started_at, next_check_at in rows:
+        labels = [f"{service}/{env}", status]
+        age.add_metric(labels, (now - (started_at or created_at)).total_seconds())
+        due = next_check_at if status != Deployment.Status.PAUSED else None
+        overdue.add_metric(labels, max(0.0, (now - due).total_seconds()) if due else 0.0)
+    yield from (age, overdue)
