@@ -17,10 +17,7 @@ import argparse
 import itertools
 import os
 import random
-import signal
 import statistics
-import subprocess
-import sys
 import threading
 import time
 from collections import defaultdict
@@ -33,8 +30,8 @@ import requests
 os.environ["DJANGO_SETTINGS_MODULE"] = "benchmarks.list_settings"
 os.environ.setdefault("ALERTMANAGER_TOKEN", "bench-alertmanager-token")
 
-from benchmarks.deployments_list import free_port, pct
-from benchmarks.deployments_seed import ROOT, seed, setup_django
+from benchmarks.deployments_seed import seed, setup_django
+from benchmarks.harness import gunicorn, pct
 
 Op = tuple[str, str, str, Callable[[int], Any] | None]  # name, method, url template, body factory
 
@@ -167,31 +164,10 @@ def main() -> None:
     headers["bare Django view (baseline)"] = {}
     ids = {"dep": lambda n: dep_ids[n % len(dep_ids)], "inc": lambda n: inc_ids[n % len(inc_ids)]}
 
-    port = free_port()
-    env = dict(os.environ)
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "controlplane.wsgi", "--bind", f"127.0.0.1:{port}",
-         "--workers", str(args.workers), "--threads", "8", "--worker-class", "gthread",
-         "--log-level", "warning"],
-        cwd=ROOT, env=env, start_new_session=True,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                requests.get(f"{base}/health/live", timeout=1)
-                break
-            except requests.RequestException:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.3)
+    with gunicorn(workers=args.workers, threads=8) as base:
         run_load(base, ops, headers, args.rate, 3, ids)  # warm-up
         baseline = run_load(base, bare, headers, args.rate, args.seconds, ids)
         mixed = run_load(base, ops, headers, args.rate, args.seconds, ids)
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
 
     load1 = os.getloadavg()[0]
     print(

@@ -12,11 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -24,16 +20,11 @@ import requests
 
 os.environ["DJANGO_SETTINGS_MODULE"] = "benchmarks.list_settings"
 
-from benchmarks.deployments_seed import ROOT, seed, setup_django
+from benchmarks.deployments_seed import seed, setup_django
+from benchmarks.harness import gunicorn, pct
 
 BARE = "bare Django view (baseline)"
 API = "GET /api/v1/deployments/?status=running"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def load(url: str, headers: dict[str, str], total: int, concurrency: int) -> list[float]:
@@ -53,11 +44,6 @@ def load(url: str, headers: dict[str, str], total: int, concurrency: int) -> lis
     with ThreadPoolExecutor(concurrency) as pool:
         list(pool.map(one, range(concurrency * 5)))  # warm up connections and workers
         return list(pool.map(one, range(total)))
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def main() -> None:
@@ -93,24 +79,7 @@ def main() -> None:
         assert r.status_code == 200 and r.json()["count"] == args.n, r.content[:200]
         queries[size] = len(ctx)
 
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "controlplane.wsgi", "--bind", f"127.0.0.1:{port}",
-         "--workers", str(args.workers), "--threads", "4", "--worker-class", "gthread",
-         "--log-level", "warning"],
-        cwd=ROOT, env=dict(os.environ), start_new_session=True,
-    )  # fmt: skip
-    try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                requests.get(f"{base}/health/live", timeout=1)
-                break
-            except requests.RequestException:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.3)
+    with gunicorn(workers=args.workers, threads=4) as base:
         results: dict[tuple[int, str], tuple[list[float], float]] = {}
         for concurrency, total in ((1, max(args.requests // 5, 50)), (args.concurrency, args.requests)):
             for name, url, hdrs in (
@@ -120,9 +89,6 @@ def main() -> None:
                 t0 = time.perf_counter()
                 latencies = load(url, hdrs, total, concurrency)
                 results[(concurrency, name)] = (latencies, total / (time.perf_counter() - t0))
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
 
     print(
         f"{args.n} running deployments, page of 50; {args.requests} requests at concurrency "
