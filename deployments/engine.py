@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -36,6 +37,7 @@ DEFAULT_HEALTH_INTERVAL_MS = 2000
 DEFAULT_HEALTHY_THRESHOLD = 1
 DEFAULT_PROGRESS_DEADLINE_MS = 600_000
 MAX_STEPS_PER_RUN = 200
+DRAIN_RECHECK_MS = 250
 
 
 @dataclasses.dataclass(frozen=True)
@@ -193,7 +195,9 @@ def advance(
         return Result("paused")
     # Analysis failed: the canary never becomes stable; traffic goes back and the deployment ends rolled back.
     d.save(update_fields=["step_state"])
+    applying = time.monotonic()
     restore_stable_traffic(ctx, why="automatic rollback: traffic back to stable")
+    _record_time_to_recover(ctx, time.monotonic() - applying)
     transition(d, S.ROLLED_BACK, reason=outcome.reason, now=now, details=dict(outcome.details))
     return Result("finished")
 
@@ -211,6 +215,27 @@ def restore_stable_traffic(ctx: Context, *, why: str) -> None:
     Instance.objects.filter(environment=ctx.env, state=Instance.State.DRAINING).update(
         state=Instance.State.IN_SERVICE
     )
+
+
+def _record_time_to_recover(ctx: Context, applying_seconds: float) -> None:
+    """From the first failing measurement to the moment the router confirmed 100% on stable.
+
+    The measurement's time is the engine's clock (``taken_at``), plus the real time the router
+    took to apply and verify the stable table (nginx waits for its old workers).
+    """
+    d = ctx.deployment
+    first = (
+        Measurement.objects.filter(
+            deployment=d, outcome__in=[Measurement.Outcome.FAILED, Measurement.Outcome.ERROR]
+        )
+        .order_by("taken_at", "id")
+        .values_list("taken_at", flat=True)
+        .first()
+    )
+    if first is None:
+        return
+    d.time_to_recover = round(max((ctx.now - first).total_seconds(), 0.0) + applying_seconds, 3)
+    d.save(update_fields=["time_to_recover"])
 
 
 # --- step handlers ---------------------------------------------------------------------------
@@ -313,13 +338,27 @@ def _rolling_weights(ctx: Context) -> dict[str, int]:
 
 
 def _drain(ctx: Context, step: dict[str, Any]) -> _Outcome:
+    d = ctx.deployment
     drained = _drained(ctx) | set(step["instances"])
     table = TrafficTable(weights=_rolling_weights(ctx), drained=frozenset(drained))
-    ctx.apply_traffic(table, step=ctx.deployment.current_step, why=f"drain {', '.join(step['instances'])}")
-    Instance.objects.filter(environment=ctx.env, name__in=step["instances"]).update(
-        state=Instance.State.DRAINING
-    )
-    return _Done()
+    if not d.step_state.get("applied"):
+        ctx.apply_traffic(table, step=d.current_step, why=f"drain {', '.join(step['instances'])}")
+        Instance.objects.filter(environment=ctx.env, name__in=step["instances"]).update(
+            state=Instance.State.DRAINING
+        )
+        d.step_state["applied"] = True
+    # The next step restarts these instances: wait until nothing can still be proxied to them
+    # (nginx workers of the previous config, ALB deregistration delay), re-checking, never sleeping.
+    pending_of = getattr(ctx.providers.router, "drain_pending", None)
+    pending = sorted(set(pending_of(table)) & set(step["instances"])) if pending_of else []
+    if not pending:
+        return _Done()
+    if ctx.now - _started(d) > timedelta(milliseconds=DEFAULT_PROGRESS_DEADLINE_MS):
+        raise StepFailed(f"still draining after {DEFAULT_PROGRESS_DEADLINE_MS / 1000:g}s: {', '.join(pending)}")
+    first = not d.step_state.get("waited")
+    d.step_state["waited"] = True
+    message = f"waiting for {', '.join(pending)} to drain" if first else ""
+    return _Wait(ctx.now + timedelta(milliseconds=DRAIN_RECHECK_MS), message)
 
 
 def _undrain(ctx: Context, step: dict[str, Any]) -> _Outcome:

@@ -171,6 +171,11 @@ class Deployment(models.Model):
     warm_until = models.DateTimeField(
         null=True, blank=True, help_text="Until when the previous slot is kept for a fast rollback."
     )
+    time_to_recover = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="Automatic rollback: seconds from the first failing measurement to 100% of traffic on stable.",
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
