@@ -62,7 +62,7 @@ def fleet_factory(db: Any) -> Iterator[Callable[..., Fleet]]:
     require_nginx()
     made: list[Fleet] = []
 
-    def make(*, blue: int = 2, green: int = 2) -> Fleet:
+    def make(*, blue: int = 2, green: int = 2, latency_ms: float = 0) -> Fleet:
         state_dir = Path(tempfile.mkdtemp(prefix="cp-zd-"))
         nginx = NginxServer(upstream_name="app")
         service = Service.objects.create(slug="noodle", name="Noodle")
@@ -77,7 +77,7 @@ def fleet_factory(db: Any) -> Iterator[Callable[..., Fleet]]:
         for slot, count in (("blue", blue), ("green", green)):
             for n in range(1, count + 1):
                 name = f"{slot}-{n}"
-                urls[name] = restart_instance.start(state_dir, name, _free_port(), slot, V1)
+                urls[name] = restart_instance.start(state_dir, name, _free_port(), slot, V1, latency_ms=latency_ms)
                 refs.append(InstanceRef(name=name, address=urls[name], slot=slot, version=V1))
         initial = TrafficTable({"blue": 100, "green": 0})
         nginx.start(render_upstream("app", initial, refs))
@@ -99,6 +99,8 @@ def fleet_factory(db: Any) -> Iterator[Callable[..., Fleet]]:
                 "{version}",
                 "--failing",
                 BAD,
+                "--latency-ms",
+                str(latency_ms),
             ],
             "cwd": str(restart_instance.ROOT),
             "timeout": 30000,
@@ -207,8 +209,9 @@ def test_canary_10_50_100_under_load(fleet_factory: Callable[..., Fleet], clock:
 
 
 def test_rolling_batches_of_two_wait_for_the_drain(fleet_factory: Callable[..., Fleet], clock: Clock) -> None:
-    fleet = fleet_factory(blue=4, green=0)
-    load = fleet.load()
+    # Slow requests: some are always in flight when a batch is drained.
+    fleet = fleet_factory(blue=4, green=0, latency_ms=500)
+    load = LoadGenerator(fleet.nginx.url, threads=8).start()
     d = drive(create(fleet, {"strategy": "rolling", "batchSize": 2}, clock), clock)
     ended = time.monotonic()
     result = settle(load)
@@ -223,7 +226,16 @@ def test_rolling_batches_of_two_wait_for_the_drain(fleet_factory: Callable[..., 
     kinds = [(e.kind, e.message) for e in d.events.order_by("id")]
     deploys = [i for i, (k, m) in enumerate(kinds) if k == E.STEP_PROGRESS and m.startswith("deployed ")]
     drains = [i for i, (k, m) in enumerate(kinds) if k == E.TRAFFIC and m.startswith("drain ")]
+    waits = [i for i, (k, m) in enumerate(kinds) if k == E.STEP_PROGRESS and m.startswith("waiting for ")]
     assert len(deploys) == 4 and drains[0] < deploys[0] < deploys[1] < drains[1] < deploys[2]
+    # The engine waited for nginx's old workers to finish in-flight requests before restarting.
+    assert waits, "no drain was pending: the load had nothing in flight"
+    for w in waits:
+        batch = kinds[w][1].removeprefix("waiting for ").removesuffix(" to drain")
+        first = batch.split(", ")[0]
+        drained_at = next(i for i in drains if kinds[i][1] == f"drain {batch}")
+        deployed_at = next(i for i in deploys if kinds[i][1] == f"deployed {V2} to {first}")
+        assert drained_at < w < deployed_at
 
 
 def test_failing_canary_is_rolled_back_automatically(fleet_factory: Callable[..., Fleet], clock: Clock) -> None:

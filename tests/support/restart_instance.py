@@ -1,7 +1,7 @@
 """Restart one loopback instance on a new version: what the ``command`` deployer runs in the e2e suite.
 
 ``python -m tests.support.restart_instance --state-dir D --instance NAME --address URL --slot S
---version V [--failing VERSION ...]`` stops the instance process recorded in ``D/NAME.pid``
+--version V [--failing VERSION ...] [--latency-ms MS]`` stops the instance process recorded in ``D/NAME.pid``
 (SIGTERM, then SIGKILL after 5 s), starts ``python -m tests.support.instance_app`` on the same
 port with the new version (in its own session, so it outlives this script and the deployer's
 process group), waits until it listens, and records its pid. A version named by ``--failing``
@@ -58,7 +58,9 @@ def stop(pid_file: Path, *, grace: float = 5.0) -> None:
         child.wait()
 
 
-def start(state_dir: Path, instance: str, port: int, slot: str, version: str, *, fail_rate: float = 0.0) -> str:
+def start(
+    state_dir: Path, instance: str, port: int, slot: str, version: str, *, fail_rate: float = 0.0, latency_ms: float = 0
+) -> str:
     """Start the instance process; returns its URL once it listens."""
     argv = [
         sys.executable,
@@ -72,6 +74,8 @@ def start(state_dir: Path, instance: str, port: int, slot: str, version: str, *,
         slot,
         "--fail-rate",
         str(fail_rate),
+        "--latency-ms",
+        str(latency_ms),
     ]
     for attempt in range(50):  # the port may be held a moment by the process just stopped
         proc = subprocess.Popen(  # noqa: S603 - fixed argv
@@ -102,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slot", default="")
     parser.add_argument("--version", required=True)
     parser.add_argument("--failing", action="append", default=[])
+    parser.add_argument("--latency-ms", type=float, default=0.0)
     args = parser.parse_args(argv)
     port = urlsplit(args.address).port
     if port is None:
@@ -109,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     stop(args.state_dir / f"{args.instance}.pid")
     fail_rate = 1.0 if args.version in args.failing else 0.0
-    url = start(args.state_dir, args.instance, port, args.slot, args.version, fail_rate=fail_rate)
+    url = start(args.state_dir, args.instance, port, args.slot, args.version, fail_rate=fail_rate, latency_ms=args.latency_ms)
     print(f"{args.instance} serves {args.version} on {url}")
     return 0
 
