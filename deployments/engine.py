@@ -354,7 +354,9 @@ def _drain(ctx: Context, step: dict[str, Any]) -> _Outcome:
     if not pending:
         return _Done()
     if ctx.now - _started(d) > timedelta(milliseconds=DEFAULT_PROGRESS_DEADLINE_MS):
-        raise StepFailed(f"still draining after {DEFAULT_PROGRESS_DEADLINE_MS / 1000:g}s: {', '.join(pending)}")
+        raise StepFailed(
+            f"still draining after {DEFAULT_PROGRESS_DEADLINE_MS / 1000:g}s: {', '.join(pending)}"
+        )
     first = not d.step_state.get("waited")
     d.step_state["waited"] = True
     message = f"waiting for {', '.join(pending)} to drain" if first else ""

@@ -174,7 +174,7 @@ class Deployment(models.Model):
     time_to_recover = models.FloatField(
         null=True,
         blank=True,
-        help_text="Automatic rollback: seconds from the first failing measurement to 100% of traffic on stable.",
+        help_text="Automatic rollback: seconds from the first failing measurement to all traffic on stable.",
     )
 
     class Meta:

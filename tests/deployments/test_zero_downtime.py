@@ -46,7 +46,10 @@ class Fleet:
     urls: dict[str, str]
 
     def versions(self) -> dict[str, str]:
-        return {name: requests.get(f"{url}/health", timeout=5).json()["version"] for name, url in self.urls.items()}
+        return {
+            name: requests.get(f"{url}/health", timeout=5).json()["version"]
+            for name, url in self.urls.items()
+        }
 
     def load(self) -> LoadGenerator:
         return LoadGenerator(self.nginx.url, threads=3).start()
@@ -77,7 +80,9 @@ def fleet_factory(db: Any) -> Iterator[Callable[..., Fleet]]:
         for slot, count in (("blue", blue), ("green", green)):
             for n in range(1, count + 1):
                 name = f"{slot}-{n}"
-                urls[name] = restart_instance.start(state_dir, name, _free_port(), slot, V1, latency_ms=latency_ms)
+                urls[name] = restart_instance.start(
+                    state_dir, name, _free_port(), slot, V1, latency_ms=latency_ms
+                )
                 refs.append(InstanceRef(name=name, address=urls[name], slot=slot, version=V1))
         initial = TrafficTable({"blue": 100, "green": 0})
         nginx.start(render_upstream("app", initial, refs))
@@ -129,7 +134,9 @@ def fleet_factory(db: Any) -> Iterator[Callable[..., Fleet]]:
         restart_instance.stop_all(fleet.state_dir)
 
 
-def drive(d: Deployment, clock: Clock, *, until: tuple[str, ...] = (S.SUCCEEDED, S.FAILED, S.ROLLED_BACK, S.ABORTED)) -> Deployment:
+def drive(
+    d: Deployment, clock: Clock, *, until: tuple[str, ...] = (S.SUCCEEDED, S.FAILED, S.ROLLED_BACK, S.ABORTED)
+) -> Deployment:
     """The reconciler's loop, in-process: run, then move the clock to ``next_check_at``."""
     for _ in range(400):
         engine.run(d.pk, now=clock)
@@ -238,7 +245,9 @@ def test_rolling_batches_of_two_wait_for_the_drain(fleet_factory: Callable[..., 
         assert drained_at < w < deployed_at
 
 
-def test_failing_canary_is_rolled_back_automatically(fleet_factory: Callable[..., Fleet], clock: Clock) -> None:
+def test_failing_canary_is_rolled_back_automatically(
+    fleet_factory: Callable[..., Fleet], clock: Clock, client: Any
+) -> None:
     fleet = fleet_factory()
     config = {
         "strategy": "canary",
@@ -259,8 +268,16 @@ def test_failing_canary_is_rolled_back_automatically(fleet_factory: Callable[...
     assert d.events.filter(kind=E.ANALYSIS, message__startswith="analysis failed").exists()
     # Time to recover: first failing measurement -> 100% on stable, within one interval (2 s) + 2 s.
     assert d.time_to_recover is not None and 0 <= d.time_to_recover <= 2 + 2
+    first_fail = d.measurements.filter(outcome="failed").earliest("taken_at")
+    assert d.plan[first_fail.step]["kind"] == "analyze" and first_fail.value == 1.0  # at 10%
+    text = client.get("/metrics").content.decode()
+    assert 'controlplane_deployment_time_to_recover_seconds_count{strategy="canary"} 1.0' in text
+    assert (
+        f'controlplane_deployment_time_to_recover_seconds_sum{{strategy="canary"}} {d.time_to_recover}'
+        in text
+    )
     fleet.env.refresh_from_db()
-    assert fleet.env.current_release.version == V1 and fleet.env.live_slot == "blue"
+    assert fleet.env.current_release == fleet.releases[V1] and fleet.env.live_slot == "blue"
 
 
 def test_manual_abort_returns_traffic_to_stable(fleet_factory: Callable[..., Fleet], clock: Clock) -> None:
@@ -303,4 +320,4 @@ def test_rollback_after_blue_green_switches_back(fleet_factory: Callable[..., Fl
     assert fleet.versions() == {"blue-1": V1, "blue-2": V1, "green-1": V2, "green-2": V2}
     assert [t["weights"] for t in traffic(rollback)] == [{"blue": 100, "green": 0}]
     fleet.env.refresh_from_db()
-    assert fleet.env.live_slot == "blue" and fleet.env.current_release.version == V1
+    assert fleet.env.live_slot == "blue" and fleet.env.current_release == fleet.releases[V1]

@@ -59,7 +59,14 @@ def stop(pid_file: Path, *, grace: float = 5.0) -> None:
 
 
 def start(
-    state_dir: Path, instance: str, port: int, slot: str, version: str, *, fail_rate: float = 0.0, latency_ms: float = 0
+    state_dir: Path,
+    instance: str,
+    port: int,
+    slot: str,
+    version: str,
+    *,
+    fail_rate: float = 0.0,
+    latency_ms: float = 0,
 ) -> str:
     """Start the instance process; returns its URL once it listens."""
     argv = [
@@ -77,9 +84,14 @@ def start(
         "--latency-ms",
         str(latency_ms),
     ]
-    for attempt in range(50):  # the port may be held a moment by the process just stopped
-        proc = subprocess.Popen(  # noqa: S603 - fixed argv
-            argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True
+    for _attempt in range(50):  # the port may be held a moment by the process just stopped
+        proc = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
         )
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -114,7 +126,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     stop(args.state_dir / f"{args.instance}.pid")
     fail_rate = 1.0 if args.version in args.failing else 0.0
-    url = start(args.state_dir, args.instance, port, args.slot, args.version, fail_rate=fail_rate, latency_ms=args.latency_ms)
+    url = start(
+        args.state_dir,
+        args.instance,
+        port,
+        args.slot,
+        args.version,
+        fail_rate=fail_rate,
+        latency_ms=args.latency_ms,
+    )
     print(f"{args.instance} serves {args.version} on {url}")
     return 0
 
