@@ -114,6 +114,43 @@ class Context:
         self.env.save(update_fields=["traffic"])
         record_event(self.deployment, E.TRAFFIC, why, now=self.now, step=step, details=table.as_dict())
 
+    def shift_traffic(self, table: TrafficTable, *, step: int | None, why: str) -> None:
+        """A weight change or switch, between the ``before/after_traffic_shift`` hooks."""
+        self.fire_hooks("before_traffic_shift", step=step, weights=table.weights)
+        self.apply_traffic(table, step=step, why=why)
+        self.fire_hooks("after_traffic_shift", step=step, weights=table.weights)
+
+    def fire_hooks(self, point: str, *, step: int | None, weights: Mapping[str, int] | None = None) -> None:
+        """Run the environment's hooks for ``point``; a blocking failure fails the step."""
+        from deployments import hooks
+
+        if not self.env.hooks or point not in self.env.hooks:
+            return
+        d = self.deployment
+        if weights is None:
+            weights = self.env.traffic.get("weights", {}) if isinstance(self.env.traffic, dict) else {}
+        facts = hooks.Facts(
+            deployment_id=d.pk,
+            environment=str(self.env),
+            service=self.env.service.slug,
+            release=d.release.version,
+            step=step,
+            weights=dict(weights),
+        )
+        try:
+            runs = hooks.run_hooks(self.env.hooks, point, facts)
+        except ProviderError as exc:  # HookFailed, or a hooks config that no longer validates
+            if point in hooks.NON_BLOCKING:
+                record_event(d, E.ERROR, f"{point} hooks not run: {exc}", now=self.now, step=step)
+                return
+            raise StepFailed(str(exc)) from None
+        for r in runs:
+            if r.error is None:
+                record_event(d, E.STEP_PROGRESS, f"hook {r.label} ok", now=self.now, step=step)
+            else:
+                message = f"hook {r.label} failed after {r.attempts} attempt(s), not blocking: {r.error}"
+                record_event(d, E.ERROR, message, now=self.now, step=step)
+
 
 def provider_set_for(
     env: Environment, instances: Any, overrides: Mapping[str, Any] | None = None
@@ -158,6 +195,9 @@ def advance(
         d.step_state = {"started_at": now.isoformat()}
         record_event(d, E.STEP_STARTED, step["title"], now=now, step=index, details={"kind": step["kind"]})
     try:
+        if index == 0 and not d.step_state.get("pre_hooks"):
+            ctx.fire_hooks("rollback" if d.kind == Deployment.Kind.ROLLBACK else "pre_rollout", step=index)
+            d.step_state["pre_hooks"] = True
         outcome = HANDLERS[step["kind"]](ctx, step)
     except (ProviderError, StepFailed) as exc:
         reason = f"step {index + 1} ({step['title']}) failed: {exc}"
@@ -215,6 +255,7 @@ def restore_stable_traffic(ctx: Context, *, why: str) -> None:
     Instance.objects.filter(environment=ctx.env, state=Instance.State.DRAINING).update(
         state=Instance.State.IN_SERVICE
     )
+    ctx.fire_hooks("rollback", step=None, weights=weights)  # logged, never blocks
 
 
 def _record_time_to_recover(ctx: Context, applying_seconds: float) -> None:
@@ -310,14 +351,14 @@ def _set_weight(ctx: Context, step: dict[str, Any]) -> _Outcome:
     d = ctx.deployment
     weight = int(step["weight"])
     table = TrafficTable(weights={d.stable_slot: 100 - weight, d.target_slot: weight})
-    ctx.apply_traffic(table, step=d.current_step, why=f"{weight}% of traffic to {d.target_slot}")
+    ctx.shift_traffic(table, step=d.current_step, why=f"{weight}% of traffic to {d.target_slot}")
     return _Done(f"{weight}% of traffic on {d.release.version}")
 
 
 def _switch(ctx: Context, step: dict[str, Any]) -> _Outcome:
     slot = step["slot"]
     other = "green" if slot == "blue" else "blue"
-    ctx.apply_traffic(
+    ctx.shift_traffic(
         TrafficTable(weights={slot: 100, other: 0}),
         step=ctx.deployment.current_step,
         why=f"all traffic to {slot}",
@@ -505,6 +546,9 @@ def _measure(ctx: Context, name: str, cfg: Mapping[str, Any], step: dict[str, An
 def _finalize(ctx: Context, step: dict[str, Any]) -> _Outcome:
     d = ctx.deployment
     env = ctx.env
+    if not d.step_state.get("post_hooks"):
+        ctx.fire_hooks("post_rollout", step=d.current_step)
+        d.step_state["post_hooks"] = True
     env.current_release = d.release
     if step.get("live_slot"):
         env.live_slot = step["live_slot"]

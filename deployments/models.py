@@ -49,6 +49,9 @@ class Environment(models.Model):
     current_release = models.ForeignKey(
         "Release", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    hooks = models.JSONField(
+        default=dict, blank=True, help_text="Lifecycle hooks by point (see deployments/hooks.py)."
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
