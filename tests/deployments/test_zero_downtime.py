@@ -164,14 +164,16 @@ def traffic(d: Deployment) -> list[dict[str, Any]]:
     return [e.details for e in d.events.filter(kind=E.TRAFFIC).order_by("id")]
 
 
-def settle(load: LoadGenerator, seconds: float = 0.6) -> LoadResult:
+def settle(load: LoadGenerator, seconds: float = 0.8) -> LoadResult:
     """Keep the load on a moment after the end, then stop it."""
     time.sleep(seconds)
     return load.stop()
 
 
-def served_after(result: LoadResult, since: float) -> set[str]:
-    return {v for t, status, v in result.log if t >= since and status}
+def served_after(result: LoadResult, since: float, grace: float = 0.3) -> set[str]:
+    """Versions of responses completed after ``since`` (+ grace: the log has completion times,
+    and a request accepted just before the switch may finish on the old version)."""
+    return {v for t, status, v in result.log if t >= since + grace and status}
 
 
 def test_blue_green_switch_under_load(fleet_factory: Callable[..., Fleet], clock: Clock) -> None:
