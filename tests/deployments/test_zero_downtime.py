@@ -4,7 +4,7 @@ Each scenario runs the rollout engine in-process (``engine.run`` in a loop, the 
 moved to ``next_check_at`` instead of waited for, with a short real pause so the load sees each
 traffic table) while a load generator sends requests through nginx the whole time. The
 ``command`` deployer restarts instance processes on the new version
-(``tests/support/restart_instance.py``). For each scenario: no failed request (connection errors,
+(``deployments/demo/restart_instance.py``). For each scenario: no failed request (connection errors,
 or 5xx from a version that is not the failing one), the expected version everywhere at the end,
 and the timeline.
 """
@@ -23,11 +23,11 @@ import pytest
 import requests
 
 from deployments import engine, services
+from deployments.demo import restart_instance
 from deployments.models import Deployment, DeploymentEvent, Environment, Instance, Release, Service
 from deployments.providers.base import InstanceRef, TrafficTable
 from deployments.providers.nginx import render_upstream
 from tests.deployments.conftest import Clock
-from tests.support import restart_instance
 from tests.support.loadgen import LoadGenerator, LoadResult
 from tests.support.nginx import NginxServer, _free_port, require_nginx
 
@@ -91,7 +91,7 @@ def fleet_factory(db: Any) -> Iterator[Callable[..., Fleet]]:
             "argv": [
                 sys.executable,
                 "-m",
-                "tests.support.restart_instance",
+                "deployments.demo.restart_instance",
                 "--state-dir",
                 str(state_dir),
                 "--instance",

@@ -1,8 +1,8 @@
 """Restart one loopback instance on a new version: what the ``command`` deployer runs in the e2e suite.
 
-``python -m tests.support.restart_instance --state-dir D --instance NAME --address URL --slot S
+``python -m deployments.demo.restart_instance --state-dir D --instance NAME --address URL --slot S
 --version V [--failing VERSION ...] [--latency-ms MS]`` stops the instance process recorded in ``D/NAME.pid``
-(SIGTERM, then SIGKILL after 5 s), starts ``python -m tests.support.instance_app`` on the same
+(SIGTERM, then SIGKILL after 5 s), starts ``python -m deployments.demo.instance_app`` on the same
 port with the new version (in its own session, so it outlives this script and the deployer's
 process group), waits until it listens, and records its pid. A version named by ``--failing``
 answers every application request with a 500 (its health check stays green, as a bad release's
@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[2]  # the repository (for -m deployments.demo.instance_app)
 _CHILDREN: dict[int, subprocess.Popen[str]] = {}  # started in this process: reaped on stop
 
 
@@ -72,7 +72,7 @@ def start(
     argv = [
         sys.executable,
         "-m",
-        "tests.support.instance_app",
+        "deployments.demo.instance_app",
         "--port",
         str(port),
         "--version",
@@ -85,7 +85,7 @@ def start(
         str(latency_ms),
     ]
     for _attempt in range(50):  # the port may be held a moment by the process just stopped
-        proc = subprocess.Popen(
+        proc = subprocess.Popen(  # noqa: S603 - fixed argv
             argv,
             cwd=ROOT,
             stdout=subprocess.PIPE,
@@ -93,7 +93,7 @@ def start(
             text=True,
             start_new_session=True,
         )
-        assert proc.stdout is not None
+        assert proc.stdout is not None  # noqa: S101 - stdout=PIPE
         line = proc.stdout.readline()
         proc.stdout.close()
         if line.startswith("listening on "):
