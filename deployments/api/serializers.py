@@ -114,7 +114,7 @@ class EnvironmentSerializer(serializers.ModelSerializer[Environment]):
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         errors: dict[str, list[str]] = {}
-        for field in ("router", "deployer", "health_check", "metrics"):
+        for field in ("router", "deployer", "health_check", "metrics", "hooks"):
             if field in attrs and not isinstance(attrs[field], dict):
                 errors[field] = ["must be an object"]
         if errors:

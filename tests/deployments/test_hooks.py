@@ -210,3 +210,5 @@ def test_the_api_accepts_hooks_and_rejects_bad_ones_with_400(api: Any) -> None:
     )
     assert bad.status_code == 400
     assert "hooks.pre_deploy" in bad.json()["details"]
+    not_object = client.post("/api/v1/environments/", {**base, "slug": "qa", "hooks": []}, format="json")
+    assert not_object.status_code == 400 and "hooks" in not_object.json()["details"]
