@@ -18,9 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from deployments.demo.instance_app import InstanceApp
 from deployments.providers.base import InstanceRef
 from deployments.providers.metrics import HttpProbeMetrics
-from tests.support.instance_app import InstanceApp
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -36,6 +37,7 @@ DEFAULT_HEALTH_INTERVAL_MS = 2000
 DEFAULT_HEALTHY_THRESHOLD = 1
 DEFAULT_PROGRESS_DEADLINE_MS = 600_000
 MAX_STEPS_PER_RUN = 200
+DRAIN_RECHECK_MS = 250
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,6 +114,43 @@ class Context:
         self.env.save(update_fields=["traffic"])
         record_event(self.deployment, E.TRAFFIC, why, now=self.now, step=step, details=table.as_dict())
 
+    def shift_traffic(self, table: TrafficTable, *, step: int | None, why: str) -> None:
+        """A weight change or switch, between the ``before/after_traffic_shift`` hooks."""
+        self.fire_hooks("before_traffic_shift", step=step, weights=table.weights)
+        self.apply_traffic(table, step=step, why=why)
+        self.fire_hooks("after_traffic_shift", step=step, weights=table.weights)
+
+    def fire_hooks(self, point: str, *, step: int | None, weights: Mapping[str, int] | None = None) -> None:
+        """Run the environment's hooks for ``point``; a blocking failure fails the step."""
+        from deployments import hooks
+
+        if not self.env.hooks or point not in self.env.hooks:
+            return
+        d = self.deployment
+        if weights is None:
+            weights = self.env.traffic.get("weights", {}) if isinstance(self.env.traffic, dict) else {}
+        facts = hooks.Facts(
+            deployment_id=d.pk,
+            environment=str(self.env),
+            service=self.env.service.slug,
+            release=d.release.version,
+            step=step,
+            weights=dict(weights),
+        )
+        try:
+            runs = hooks.run_hooks(self.env.hooks, point, facts)
+        except ProviderError as exc:  # HookFailed, or a hooks config that no longer validates
+            if point in hooks.NON_BLOCKING:
+                record_event(d, E.ERROR, f"{point} hooks not run: {exc}", now=self.now, step=step)
+                return
+            raise StepFailed(str(exc)) from None
+        for r in runs:
+            if r.error is None:
+                record_event(d, E.STEP_PROGRESS, f"hook {r.label} ok", now=self.now, step=step)
+            else:
+                message = f"hook {r.label} failed after {r.attempts} attempt(s), not blocking: {r.error}"
+                record_event(d, E.ERROR, message, now=self.now, step=step)
+
 
 def provider_set_for(
     env: Environment, instances: Any, overrides: Mapping[str, Any] | None = None
@@ -156,6 +195,9 @@ def advance(
         d.step_state = {"started_at": now.isoformat()}
         record_event(d, E.STEP_STARTED, step["title"], now=now, step=index, details={"kind": step["kind"]})
     try:
+        if index == 0 and not d.step_state.get("pre_hooks"):
+            ctx.fire_hooks("rollback" if d.kind == Deployment.Kind.ROLLBACK else "pre_rollout", step=index)
+            d.step_state["pre_hooks"] = True
         outcome = HANDLERS[step["kind"]](ctx, step)
     except (ProviderError, StepFailed) as exc:
         reason = f"step {index + 1} ({step['title']}) failed: {exc}"
@@ -193,7 +235,9 @@ def advance(
         return Result("paused")
     # Analysis failed: the canary never becomes stable; traffic goes back and the deployment ends rolled back.
     d.save(update_fields=["step_state"])
+    applying = time.monotonic()
     restore_stable_traffic(ctx, why="automatic rollback: traffic back to stable")
+    _record_time_to_recover(ctx, time.monotonic() - applying)
     transition(d, S.ROLLED_BACK, reason=outcome.reason, now=now, details=dict(outcome.details))
     return Result("finished")
 
@@ -211,6 +255,28 @@ def restore_stable_traffic(ctx: Context, *, why: str) -> None:
     Instance.objects.filter(environment=ctx.env, state=Instance.State.DRAINING).update(
         state=Instance.State.IN_SERVICE
     )
+    ctx.fire_hooks("rollback", step=None, weights=weights)  # logged, never blocks
+
+
+def _record_time_to_recover(ctx: Context, applying_seconds: float) -> None:
+    """From the first failing measurement to the moment the router confirmed 100% on stable.
+
+    The measurement's time is the engine's clock (``taken_at``), plus the real time the router
+    took to apply and verify the stable table (nginx waits for its old workers).
+    """
+    d = ctx.deployment
+    first = (
+        Measurement.objects.filter(
+            deployment=d, outcome__in=[Measurement.Outcome.FAILED, Measurement.Outcome.ERROR]
+        )
+        .order_by("taken_at", "id")
+        .values_list("taken_at", flat=True)
+        .first()
+    )
+    if first is None:
+        return
+    d.time_to_recover = round(max((ctx.now - first).total_seconds(), 0.0) + applying_seconds, 3)
+    d.save(update_fields=["time_to_recover"])
 
 
 # --- step handlers ---------------------------------------------------------------------------
@@ -285,14 +351,14 @@ def _set_weight(ctx: Context, step: dict[str, Any]) -> _Outcome:
     d = ctx.deployment
     weight = int(step["weight"])
     table = TrafficTable(weights={d.stable_slot: 100 - weight, d.target_slot: weight})
-    ctx.apply_traffic(table, step=d.current_step, why=f"{weight}% of traffic to {d.target_slot}")
+    ctx.shift_traffic(table, step=d.current_step, why=f"{weight}% of traffic to {d.target_slot}")
     return _Done(f"{weight}% of traffic on {d.release.version}")
 
 
 def _switch(ctx: Context, step: dict[str, Any]) -> _Outcome:
     slot = step["slot"]
     other = "green" if slot == "blue" else "blue"
-    ctx.apply_traffic(
+    ctx.shift_traffic(
         TrafficTable(weights={slot: 100, other: 0}),
         step=ctx.deployment.current_step,
         why=f"all traffic to {slot}",
@@ -313,13 +379,29 @@ def _rolling_weights(ctx: Context) -> dict[str, int]:
 
 
 def _drain(ctx: Context, step: dict[str, Any]) -> _Outcome:
+    d = ctx.deployment
     drained = _drained(ctx) | set(step["instances"])
     table = TrafficTable(weights=_rolling_weights(ctx), drained=frozenset(drained))
-    ctx.apply_traffic(table, step=ctx.deployment.current_step, why=f"drain {', '.join(step['instances'])}")
-    Instance.objects.filter(environment=ctx.env, name__in=step["instances"]).update(
-        state=Instance.State.DRAINING
-    )
-    return _Done()
+    if not d.step_state.get("applied"):
+        ctx.apply_traffic(table, step=d.current_step, why=f"drain {', '.join(step['instances'])}")
+        Instance.objects.filter(environment=ctx.env, name__in=step["instances"]).update(
+            state=Instance.State.DRAINING
+        )
+        d.step_state["applied"] = True
+    # The next step restarts these instances: wait until nothing can still be proxied to them
+    # (nginx workers of the previous config, ALB deregistration delay), re-checking, never sleeping.
+    pending_of = getattr(ctx.providers.router, "drain_pending", None)
+    pending = sorted(set(pending_of(table)) & set(step["instances"])) if pending_of else []
+    if not pending:
+        return _Done()
+    if ctx.now - _started(d) > timedelta(milliseconds=DEFAULT_PROGRESS_DEADLINE_MS):
+        raise StepFailed(
+            f"still draining after {DEFAULT_PROGRESS_DEADLINE_MS / 1000:g}s: {', '.join(pending)}"
+        )
+    first = not d.step_state.get("waited")
+    d.step_state["waited"] = True
+    message = f"waiting for {', '.join(pending)} to drain" if first else ""
+    return _Wait(ctx.now + timedelta(milliseconds=DRAIN_RECHECK_MS), message)
 
 
 def _undrain(ctx: Context, step: dict[str, Any]) -> _Outcome:
@@ -464,6 +546,9 @@ def _measure(ctx: Context, name: str, cfg: Mapping[str, Any], step: dict[str, An
 def _finalize(ctx: Context, step: dict[str, Any]) -> _Outcome:
     d = ctx.deployment
     env = ctx.env
+    if not d.step_state.get("post_hooks"):
+        ctx.fire_hooks("post_rollout", step=d.current_step)
+        d.step_state["post_hooks"] = True
     env.current_release = d.release
     if step.get("live_slot"):
         env.live_slot = step["live_slot"]

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from django.db.models import Count, DurationField, ExpressionWrapper, F, Sum
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Sum
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from controlplane.metrics import db_metrics
 from deployments.models import Deployment, Measurement
 
+RECOVER_BUCKETS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 DURATION_BUCKETS = (30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0)
 
 
@@ -56,6 +57,22 @@ def deployment_metrics() -> Iterable[Metric]:
         total = row["total"].total_seconds() if row["total"] else 0.0
         hist.add_metric([row["strategy"]], buckets, total)
     yield hist
+
+    # Automatic rollbacks: first failing measurement -> 100% of traffic on stable.
+    recover = HistogramMetricFamily(
+        "controlplane_deployment_time_to_recover_seconds",
+        "Time from the first failing measurement to all traffic back on stable, by strategy.",
+        labels=["strategy"],
+    )
+    recovered = Deployment.objects.filter(time_to_recover__isnull=False)
+    ttr_aggregates: dict[str, object] = {"n": Count("id"), "total": Sum("time_to_recover")}
+    for i, bound in enumerate(RECOVER_BUCKETS):
+        ttr_aggregates[f"le{i}"] = Count("id", filter=Q(time_to_recover__lte=bound))
+    for row in recovered.values("strategy").annotate(**ttr_aggregates).order_by():
+        buckets = [(str(b), row[f"le{i}"]) for i, b in enumerate(RECOVER_BUCKETS)]
+        buckets.append(("+Inf", row["n"]))
+        recover.add_metric([row["strategy"]], buckets, float(row["total"] or 0.0))
+    yield recover
 
     verdicts = CounterMetricFamily(
         "controlplane_analysis_measurements",

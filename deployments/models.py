@@ -49,6 +49,9 @@ class Environment(models.Model):
     current_release = models.ForeignKey(
         "Release", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    hooks = models.JSONField(
+        default=dict, blank=True, help_text="Lifecycle hooks by point (see deployments/hooks.py)."
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
@@ -170,6 +173,11 @@ class Deployment(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     warm_until = models.DateTimeField(
         null=True, blank=True, help_text="Until when the previous slot is kept for a fast rollback."
+    )
+    time_to_recover = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="Automatic rollback: seconds from the first failing measurement to all traffic on stable.",
     )
 
     class Meta:

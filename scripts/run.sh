@@ -33,6 +33,14 @@ pids+=($!)
 pids+=($!)
 "$VENV/bin/celery" -A controlplane beat --loglevel INFO --pidfile= &
 pids+=($!)
+demo_note=""
+if [[ "${DEMO:-0}" == "1" ]]; then
+  demo_note=" and the demo fleet (demo/production; nginx on :${DEMO_PORT:-8080} when installed)"
+  # Sample instances (two slots) behind a private nginx when installed, and a demo service;
+  # it stops its instances and nginx on TERM, which stop() sends.
+  "$PY" manage.py demo_fleet --port "${DEMO_PORT:-8080}" &
+  pids+=($!)
+fi
 
 cat <<MSG
 
@@ -41,7 +49,7 @@ cat <<MSG
     API docs:  http://$HOST:$PORT/api/docs/
     Health:    http://$HOST:$PORT/health
     API token: $PY manage.py create_token NAME --role operator
-  Press Ctrl-C to stop web, worker and beat.
+  Press Ctrl-C to stop web, worker and beat${demo_note}.
 
 MSG
 # Any process exiting takes the others down with it.

@@ -8,6 +8,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from deployments.hooks import parse_hooks
 from deployments.models import (
     Deployment,
     DeploymentEvent,
@@ -18,6 +19,7 @@ from deployments.models import (
     Service,
 )
 from deployments.provider_set import validate_environment_config
+from deployments.providers.base import ProviderConfigError
 from deployments.selectors import environment_by_ref
 
 
@@ -96,6 +98,7 @@ class EnvironmentSerializer(serializers.ModelSerializer[Environment]):
             "deployer",
             "health_check",
             "metrics",
+            "hooks",
             "frozen",
             "freeze_reason",
             "live_slot",
@@ -111,7 +114,7 @@ class EnvironmentSerializer(serializers.ModelSerializer[Environment]):
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         errors: dict[str, list[str]] = {}
-        for field in ("router", "deployer", "health_check", "metrics"):
+        for field in ("router", "deployer", "health_check", "metrics", "hooks"):
             if field in attrs and not isinstance(attrs[field], dict):
                 errors[field] = ["must be an object"]
         if errors:
@@ -124,6 +127,11 @@ class EnvironmentSerializer(serializers.ModelSerializer[Environment]):
         )
         if errors:
             raise serializers.ValidationError(errors)
+        if "hooks" in attrs:
+            try:
+                parse_hooks(attrs["hooks"])
+            except ProviderConfigError as exc:
+                raise serializers.ValidationError({exc.field: [exc.rule]}) from None
         return attrs
 
 
@@ -250,6 +258,7 @@ class DeploymentDetailSerializer(DeploymentSerializer):
             "stable_slot",
             "target_slot",
             "warm_until",
+            "time_to_recover",
             "traffic",
             "events",
             "measurements",

@@ -137,11 +137,16 @@ class CommandDeployer:
             cwd=cwd,
         )
 
+    def environment_base(self) -> dict[str, str]:
+        """The inherited names, then the config's ``env`` (what every run starts from)."""
+        env = {name: os.environ[name] for name in self.inherit_env if name in os.environ}
+        env.update(self.env)
+        return env
+
     def environment(
         self, instance: InstanceRef, release: ReleaseRef, facts: Mapping[str, str]
     ) -> dict[str, str]:
-        env = {name: os.environ[name] for name in self.inherit_env if name in os.environ}
-        env.update(self.env)
+        env = self.environment_base()
         for name, value in facts.items():
             if not _ENV_NAME.fullmatch(name):
                 raise ProviderError(f"fact {name!r} is not a valid environment variable name")
@@ -159,47 +164,75 @@ class CommandDeployer:
     def deploy(self, instance: InstanceRef, release: ReleaseRef, *, facts: Mapping[str, str]) -> None:
         values = _values(instance, release)
         argv = [substitute(arg, values) for arg in self.argv]
-        env = self.environment(instance, release, facts)
-        started = time.monotonic()
-        # Output goes to temporary files, not pipes: a chatty command cannot fill memory or
-        # block on a full pipe; only the tails are kept.
-        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-            try:
-                proc = subprocess.Popen(  # noqa: S603 - argv list from validated config, no shell
-                    argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=err,
-                    env=env,
-                    cwd=self.cwd,
-                    start_new_session=True,  # its own process group, so a timeout kills children too
-                )
-            except OSError as exc:
-                raise ProviderError(
-                    f"deploy command could not start: {argv[0]}: {exc.strerror or exc}"
-                ) from None
-            timed_out = False
-            try:
-                proc.wait(timeout=self.timeout_ms / 1000)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-                _kill_group(proc)
-            result = CommandResult(
-                argv=tuple(argv),
-                returncode=None if timed_out else proc.returncode,
-                duration_ms=round((time.monotonic() - started) * 1000, 3),
-                stdout_tail=_read_tail(out),
-                stderr_tail=_read_tail(err),
+        try:
+            self.last_result = run_argv(
+                argv, env=self.environment(instance, release, facts), cwd=self.cwd, timeout_ms=self.timeout_ms
             )
-        self.last_result = result
-        if timed_out:
-            raise ProviderError(
-                f"deploy command timed out after {self.timeout_ms} ms and was killed"
-                + (f": {result.stderr_tail}" if result.stderr_tail else "")
+        except CommandFailed as exc:
+            self.last_result = exc.result
+            raise
+
+
+class CommandFailed(ProviderError):
+    """A command that could not start, timed out or exited non-zero (``result`` when it ran)."""
+
+    def __init__(self, message: str, result: CommandResult | None = None) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+def run_argv(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    cwd: str | None,
+    timeout_ms: int,
+    what: str = "deploy command",
+) -> CommandResult:
+    """Run ``argv`` (no shell) in its own process group with ``env``; raise CommandFailed unless it exits 0.
+
+    Shared by the command deployer and lifecycle hooks (``deployments/hooks.py``).
+    """
+    argv = list(argv)
+    started = time.monotonic()
+    # Output goes to temporary files, not pipes: a chatty command cannot fill memory or
+    # block on a full pipe; only the tails are kept.
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        try:
+            proc = subprocess.Popen(  # noqa: S603 - argv list from validated config, no shell
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                env=dict(env),
+                cwd=cwd,
+                start_new_session=True,  # its own process group, so a timeout kills children too
             )
-        if result.returncode != 0:
-            detail = result.stderr_tail or result.stdout_tail or "(no output)"
-            raise ProviderError(f"deploy command exited with status {result.returncode}: {detail}")
+        except OSError as exc:
+            raise CommandFailed(f"{what} could not start: {argv[0]}: {exc.strerror or exc}") from None
+        timed_out = False
+        try:
+            proc.wait(timeout=timeout_ms / 1000)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            _kill_group(proc)
+        result = CommandResult(
+            argv=tuple(argv),
+            returncode=None if timed_out else proc.returncode,
+            duration_ms=round((time.monotonic() - started) * 1000, 3),
+            stdout_tail=_read_tail(out),
+            stderr_tail=_read_tail(err),
+        )
+    if timed_out:
+        raise CommandFailed(
+            f"{what} timed out after {timeout_ms} ms and was killed"
+            + (f": {result.stderr_tail}" if result.stderr_tail else ""),
+            result,
+        )
+    if result.returncode != 0:
+        detail = result.stderr_tail or result.stdout_tail or "(no output)"
+        raise CommandFailed(f"{what} exited with status {result.returncode}: {detail}", result)
+    return result
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
@@ -259,31 +292,42 @@ class WebhookDeployer:
     def deploy(self, instance: InstanceRef, release: ReleaseRef, *, facts: Mapping[str, str]) -> None:
         url = substitute(self.url, _values(instance, release))
         body = json.dumps(self.payload(instance, release, facts), sort_keys=True).encode()
-        headers = {"Content-Type": "application/json", **self.headers}
+        headers = signed_headers(body, self.headers, self.secret_env)
         if "DEPLOYMENT_ID" in facts:
             # Lets the agent drop a redelivered request (the engine may retry after a crash).
             headers.setdefault(
                 "Idempotency-Key", f"{facts['DEPLOYMENT_ID']}:{instance.name}:{release.version}"
             )
-        if self.secret_env:
-            key = os.environ.get(self.secret_env)
-            if not key:
-                raise ProviderError(f"webhook signing key ${self.secret_env} is not set")
-            digest = hmac.new(key.encode(), body, hashlib.sha256).hexdigest()
-            headers["X-Signature-256"] = f"sha256={digest}"
-        timeout = self.timeout_ms / 1000
-        try:
-            resp = requests.post(
-                url, data=body, headers=headers, timeout=(timeout, timeout), allow_redirects=False
-            )
-        except requests.Timeout:
-            raise ProviderError(f"deploy agent at {url} timed out after {self.timeout_ms} ms") from None
-        except requests.RequestException as exc:
-            raise ProviderError(f"deploy agent at {url} unreachable: {type(exc).__name__}") from None
-        if not 200 <= resp.status_code < 300:
-            raise ProviderError(
-                f"deploy agent at {url} answered HTTP {resp.status_code}: {_tail(resp.text, 500)}"
-            )
+        post_json(url, body, headers, timeout_ms=self.timeout_ms, what=f"deploy agent at {url}")
+
+
+def post_json(url: str, body: bytes, headers: Mapping[str, str], *, timeout_ms: int, what: str) -> None:
+    """POST ``body``; only a 2xx (no redirects) is accepted, anything else raises ProviderError.
+
+    Shared by the webhook deployer and lifecycle hooks (``deployments/hooks.py``).
+    """
+    timeout = timeout_ms / 1000
+    try:
+        resp = requests.post(
+            url, data=body, headers=dict(headers), timeout=(timeout, timeout), allow_redirects=False
+        )
+    except requests.Timeout:
+        raise ProviderError(f"{what} timed out after {timeout_ms} ms") from None
+    except requests.RequestException as exc:
+        raise ProviderError(f"{what} unreachable: {type(exc).__name__}") from None
+    if not 200 <= resp.status_code < 300:
+        raise ProviderError(f"{what} answered HTTP {resp.status_code}: {_tail(resp.text, 500)}")
+
+
+def signed_headers(body: bytes, headers: Mapping[str, str], secret_env: str | None) -> dict[str, str]:
+    """JSON content type, the configured headers, and ``X-Signature-256`` when ``secret_env`` is set."""
+    out = {"Content-Type": "application/json", **headers}
+    if secret_env:
+        key = os.environ.get(secret_env)
+        if not key:
+            raise ProviderError(f"webhook signing key ${secret_env} is not set")
+        out["X-Signature-256"] = "sha256=" + hmac.new(key.encode(), body, hashlib.sha256).hexdigest()
+    return out
 
 
 DEPLOYERS: dict[str, DeployerFactory] = {

@@ -11,8 +11,8 @@ import pytest
 from django.utils import timezone
 
 from deployments import engine, services
+from deployments.demo.instance_app import InstanceApp
 from deployments.models import Deployment, Environment, Instance, Release, Service
-from tests.support.instance_app import InstanceApp
 
 
 @dataclasses.dataclass

@@ -90,6 +90,10 @@ def test_metrics_report_status_strategy_duration_rollbacks_and_verdicts(
     assert 'controlplane_deployment_duration_seconds_bucket{le="30.0",strategy="canary"} 1.0' in text
     assert 'controlplane_deployment_duration_seconds_sum{strategy="canary"} 12.0' in text
     assert Measurement.objects.count() == 1
+    # Time to recover: only the automatic rollback has one; measured in one advance, so < 1 s.
+    assert 'controlplane_deployment_time_to_recover_seconds_count{strategy="canary"} 1.0' in text
+    assert 'controlplane_deployment_time_to_recover_seconds_bucket{le="1.0",strategy="canary"} 1.0' in text
+    assert 'time_to_recover_seconds_count{strategy="blue-green"}' not in text
     assert "controlplane_metrics_scrape_errors 0.0" in text
 
 

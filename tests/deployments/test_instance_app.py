@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import requests
 
-from tests.support.instance_app import InstanceApp, InstanceProcess
+from deployments.demo.instance_app import InstanceApp, InstanceProcess
 
 
 def test_fail_rate_is_exact_and_deterministic() -> None:

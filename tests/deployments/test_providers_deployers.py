@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
+from deployments.demo.instance_app import InstanceApp
 from deployments.providers.base import InstanceRef, ProviderConfigError, ProviderError, ReleaseRef
 from deployments.providers.deployers import CommandDeployer, WebhookDeployer, build_deployer
 from tests.conftest import free_port, wait_for
-from tests.support.instance_app import InstanceApp
 
 INSTANCE = InstanceRef("web-1", "http://127.0.0.1:9001", slot="green", version="1.0.0")
 RELEASE = ReleaseRef(version="1.1.0", artifact="registry/noodle:1.1.0", git_sha="abc123")

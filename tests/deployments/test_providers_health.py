@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from deployments.demo.instance_app import InstanceApp
 from deployments.providers.base import InstanceRef, ProbeResult, ProviderConfigError
 from deployments.providers.health import (
     build_health_checker,
@@ -14,7 +15,6 @@ from deployments.providers.health import (
     is_healthy,
 )
 from tests.conftest import free_port
-from tests.support.instance_app import InstanceApp
 
 SEED = {"path": "/health", "timeout": 5000}
 

@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from deployments.analysis import Outcome, classify, metric_spec_from_config
+from deployments.demo.instance_app import InstanceApp
 from deployments.providers.base import InstanceRef, ProviderConfigError
 from deployments.providers.metrics import (
     HttpProbeMetrics,
@@ -22,7 +23,6 @@ from deployments.providers.metrics import (
     percentile,
 )
 from tests.conftest import free_port, wait_for
-from tests.support.instance_app import InstanceApp
 
 
 def refs(*apps: InstanceApp, slot: str, version: str | None = None) -> list[InstanceRef]:

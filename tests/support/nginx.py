@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
+from deployments.demo.instance_app import InstanceApp
 from deployments.providers.base import InstanceRef, TrafficTable
 from deployments.providers.nginx import NginxRouter, render_upstream
-from tests.support.instance_app import InstanceApp
 
 NGINX = shutil.which("nginx") or (os.path.exists("/usr/sbin/nginx") and "/usr/sbin/nginx") or None
 VERIFY_PATH = "/__controlplane/upstream"

@@ -1,7 +1,7 @@
 """A tiny threaded HTTP server that plays one instance of a deployed service.
 
 Tests use it in-process (``with InstanceApp(version="1.0.0") as app: app.url``) or as a
-process (``python -m tests.support.instance_app --port P --version V --fail-rate X``), so the
+process (``python -m deployments.demo.instance_app --port P --version V --fail-rate X``), so the
 engine, providers and routers suites can put real HTTP behind an instance address.
 
 Endpoints:
@@ -274,7 +274,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class InstanceProcess:
-    """``python -m tests.support.instance_app`` as a child process (killable like a real instance)."""
+    """``python -m deployments.demo.instance_app`` as a child process (killable like a real instance)."""
 
     def __init__(
         self,
@@ -289,7 +289,7 @@ class InstanceProcess:
         argv = [
             sys.executable,
             "-m",
-            "tests.support.instance_app",
+            "deployments.demo.instance_app",
             "--port",
             str(port),
             "--version",
@@ -304,8 +304,8 @@ class InstanceProcess:
         if not healthy:
             argv.append("--unhealthy")
         root = Path(__file__).resolve().parents[2]
-        self.proc = subprocess.Popen(argv, cwd=root, stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout is not None
+        self.proc = subprocess.Popen(argv, cwd=root, stdout=subprocess.PIPE, text=True)  # noqa: S603 - fixed argv
+        assert self.proc.stdout is not None  # noqa: S101 - stdout=PIPE
         line = self.proc.stdout.readline()  # blocks until the server is bound
         if not line.startswith("listening on "):
             self.proc.kill()
