@@ -366,3 +366,12 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update(  # type: ignore[attr-defined
         "DeploymentStatusEnum": "deployments.models.Deployment.Status",
     }
 )
+
+# --- Deployment gates -----------------------------------------------------------
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update(  # type: ignore[attr-defined]
+    {
+        "ChecklistItemStateEnum": "deployments.models.ChecklistItem.State",
+        "ApprovalStatusEnum": "deployments.models.Approval.Status",
+        "InstanceStateEnum": "deployments.models.Instance.State",
+    }
+)
