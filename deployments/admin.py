@@ -149,3 +149,6 @@ class DeploymentAdmin(AuditedModelAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         return [f.name for f in Deployment._meta.fields]
+
+
+from deployments import admin_gates  # noqa: E402, F401  (registers the gates admin)

@@ -100,6 +100,7 @@ class EnvironmentSerializer(serializers.ModelSerializer[Environment]):
             "metrics",
             "frozen",
             "freeze_reason",
+            "forbid_self_approval",
             "live_slot",
             "traffic",
             "current_release",

@@ -100,7 +100,9 @@ def test_metrics_normal_measures_the_live_slot_against_thresholds(deployment: De
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian prometheus) not installed")
-def test_alert_rules_loaded_runs_promtool_on_the_shipped_rules(deployment: Deployment, tmp_path: Path) -> None:
+def test_alert_rules_loaded_runs_promtool_on_the_shipped_rules(
+    deployment: Deployment, tmp_path: Path
+) -> None:
     verdict = run("alert_rules_loaded", deployment)
     assert verdict.ok, verdict.evidence
     assert verdict.evidence["file"].endswith("ops/prometheus/alerts.yml")
