@@ -416,7 +416,7 @@ def test_the_admin_shows_checklist_items_and_approvals(
     client = Client()
     client.force_login(user)
     page = client.get(f"/admin/deployments/deployment/{d.pk}/change/").content.decode()
-    assert "Code reviewed and approved" in page and "ci_passed" in page
+    assert "Code reviewed and approved" in page and "release CI status passed" in page
     template_page = client.get(
         f"/admin/deployments/checklisttemplate/{stage.env.checklist_templates.get().pk}/change/"
     )
