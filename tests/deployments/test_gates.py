@@ -3,6 +3,7 @@ post checks mark a deployment, roles are enforced, and the incident freeze refus
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -22,7 +23,7 @@ from deployments.models import (
 )
 from incidents import services as incident_services
 from incidents.models import DeploymentLink
-from tests.conftest import make_user
+from tests.conftest import make_user, wait_for
 from tests.deployments.conftest import Clock, Stage, create, drive, events
 from tests.incidents.conftest import seed_policies
 
@@ -53,7 +54,15 @@ def pre_template(env: Environment) -> ChecklistTemplate:
     return t
 
 
+def seed_templates() -> None:
+    """The data migration's seed (transactional tests flush it, so re-apply it; idempotent)."""
+    from django.apps import apps
+
+    importlib.import_module("deployments.migrations.0003_seed_checklists").seed(apps, None)
+
+
 def test_the_seeded_defaults_are_the_guides_lists_verbatim_and_off() -> None:
+    seed_templates()
     pre = ChecklistTemplate.objects.get(environment=None, phase="pre")
     post = ChecklistTemplate.objects.get(environment=None, phase="post")
     assert [i.title for i in pre.items.all()] == [
@@ -84,6 +93,7 @@ def test_an_active_default_template_is_instantiated_on_every_new_deployment(
     stage_factory: Callable[..., Stage], clock: Clock
 ) -> None:
     stage = stage_factory(blue=1, green=1)
+    seed_templates()
     ChecklistTemplate.objects.filter(environment=None).update(active=True)
     d = create(stage, approval_canary(), clock)
     assert d.checklist_items.filter(phase="pre").count() == 10
@@ -429,3 +439,27 @@ def test_the_admin_shows_checklist_items_and_approvals(
     assert "required pre-deployment item" in resp.content.decode()
     assert services.active_deployment(stage.env) == d
     assert ChecklistItem.objects.filter(deployment=d, state="pending").count() == 2
+
+
+def test_the_worker_evaluates_post_checks_after_the_rollout(
+    celery_worker_factory: Any, stage_factory: Callable[..., Stage], clock: Clock
+) -> None:
+    celery_worker_factory()
+    stage = stage_factory(blue=1, green=1)
+    t = ChecklistTemplate.objects.create(environment=stage.env, phase="post", name="Post")
+    ChecklistTemplateItem.objects.create(
+        template=t, title="Health checks passing", evaluator="instances_healthy"
+    )
+    ChecklistTemplateItem.objects.create(template=t, title="No errors in logs")  # manual: never evaluated
+    stage.apps["b1"].healthy = False  # the old slot is not probed by the rollout, only by the post check
+    d = drive(create(stage, {"strategy": "canary", "steps": [{"setWeight": 100}]}, clock), clock)
+    assert d.status == S.SUCCEEDED
+
+    def marked() -> bool:
+        d.refresh_from_db()
+        return d.status == S.NEEDS_ATTENTION
+
+    wait_for(marked, timeout=30)
+    auto = d.checklist_items.get(evaluator="instances_healthy")
+    assert auto.state == "failed" and auto.evidence["probes"]["b1"]["status_code"] == 503
+    assert d.checklist_items.get(evaluator="").state == "pending"
