@@ -100,3 +100,14 @@ BEAT_SCHEDULE |= {
         "options": {"expire_seconds": _DAY},
     },
 }
+BEAT_SCHEDULE.update(
+    {
+        # Post-deployment metric windows are minutes long; 30 s judges them within 30 s of ending
+        # and recovers an evaluation whose message was lost.
+        "deployments-sweep-checklist-items": {
+            "task": "deployments.sweep_checklist_items",
+            "schedule": 30.0,
+            "options": {"expire_seconds": 25},
+        },
+    }
+)

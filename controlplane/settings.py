@@ -378,3 +378,11 @@ RETENTION_AUDIT_DAYS = env.int("RETENTION_AUDIT_DAYS", default=365)
 IDEMPOTENCY_KEY_TTL_HOURS = env.int("IDEMPOTENCY_KEY_TTL_HOURS", default=24)
 # Rows per DELETE/UPDATE statement: short transactions, short locks, bounded WAL bursts.
 MAINTENANCE_BATCH_SIZE = env.int("MAINTENANCE_BATCH_SIZE", default=1000)
+# --- Deployment gates -----------------------------------------------------------
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update(  # type: ignore[attr-defined]
+    {
+        "ChecklistItemStateEnum": "deployments.models.ChecklistItem.State",
+        "ApprovalStatusEnum": "deployments.models.Approval.Status",
+        "InstanceStateEnum": "deployments.models.Instance.State",
+    }
+)

@@ -182,3 +182,6 @@ class DeploymentAdmin(AuditedModelAdmin):
         if obj is None:
             return []
         return [f.name for f in Deployment._meta.fields]
+
+
+from deployments import admin_gates  # noqa: E402, F401  (registers the gates admin)

@@ -71,7 +71,12 @@ class _RollBack:
     details: Mapping[str, Any]
 
 
-_Outcome = _Done | _Wait | _Pause | _RollBack
+@dataclasses.dataclass(frozen=True)
+class _Abort:
+    reason: str
+
+
+_Outcome = _Done | _Wait | _Pause | _RollBack | _Abort
 
 
 class Context:
@@ -181,6 +186,12 @@ def advance(
     now = now or timezone.now()
     d = deployment
     if d.status == S.PENDING:
+        from deployments.checklists import pre_gate_wait
+
+        if (gate_until := pre_gate_wait(d, now=now)) is not None:
+            d.next_check_at = gate_until
+            d.save(update_fields=["next_check_at"])
+            return Result("waiting")
         transition(d, S.RUNNING, reason="rollout started", now=now)
         return Result("started", again=True)
     if d.status != S.RUNNING:
@@ -205,6 +216,7 @@ def advance(
         restore_stable_traffic(ctx, why="traffic back to stable after a failed step")
         d.save(update_fields=["step_state"])
         transition(d, S.FAILED, reason=reason, now=now)
+        _open_incident(d, reason, now)
         return Result("finished")
     if isinstance(outcome, _Done):
         record_event(
@@ -229,6 +241,11 @@ def advance(
         if outcome.message:
             record_event(d, E.STEP_PROGRESS, outcome.message, now=now, step=index)
         return Result("progress", again=True) if outcome.until is None else Result("waiting")
+    if isinstance(outcome, _Abort):
+        d.save(update_fields=["step_state"])
+        restore_stable_traffic(ctx, why="traffic back to stable: " + outcome.reason)
+        transition(d, S.ABORTED, reason=outcome.reason, now=now)
+        return Result("finished")
     if isinstance(outcome, _Pause):
         d.save(update_fields=["step_state"])
         transition(d, S.PAUSED, reason=outcome.reason, now=now)
@@ -239,7 +256,20 @@ def advance(
     restore_stable_traffic(ctx, why="automatic rollback: traffic back to stable")
     _record_time_to_recover(ctx, time.monotonic() - applying)
     transition(d, S.ROLLED_BACK, reason=outcome.reason, now=now, details=dict(outcome.details))
+    _open_incident(d, outcome.reason, now)
     return Result("finished")
+
+
+def _open_incident(d: Deployment, reason: str, now: datetime) -> None:
+    """An automatic failure or rollback opens an incident per the incidents policy, atomically
+    with the transition; an incidents error is logged and never undoes the rollback."""
+    from incidents.services import incident_open_for_deployment
+
+    try:
+        with transaction.atomic():
+            incident_open_for_deployment(deployment=d, reason=reason, now=now)
+    except Exception:
+        log.exception("could not open an incident for deployment %s", d.pk)
 
 
 def restore_stable_traffic(ctx: Context, *, why: str) -> None:
@@ -543,6 +573,17 @@ def _measure(ctx: Context, name: str, cfg: Mapping[str, Any], step: dict[str, An
         return MetricValue(value=None, error=str(exc) or type(exc).__name__)
 
 
+def _approval(ctx: Context, step: dict[str, Any]) -> _Outcome:
+    from deployments import approvals
+
+    decision = approvals.poll(ctx.deployment, step, now=ctx.now)
+    if decision.status == "approved":
+        return _Done(decision.message)
+    if decision.status == "abort":
+        return _Abort(decision.message)
+    return _Wait(decision.until)
+
+
 def _finalize(ctx: Context, step: dict[str, Any]) -> _Outcome:
     d = ctx.deployment
     env = ctx.env
@@ -564,9 +605,13 @@ def _succeed(ctx: Context) -> None:
     d = ctx.deployment
     d.save(update_fields=["step_state"])
     transition(d, S.SUCCEEDED, reason=f"{d.release.version} is live on {ctx.env}", now=ctx.now)
+    if d.kind == Deployment.Kind.DEPLOY:
+        from deployments.checklists import post_checklist_schedule
+
+        post_checklist_schedule(deployment=d, now=ctx.now)
     if d.kind == Deployment.Kind.ROLLBACK and d.rollback_of_id:
         original = Deployment.objects.select_for_update().get(pk=d.rollback_of_id)
-        if original.status == S.SUCCEEDED:
+        if original.status in (S.SUCCEEDED, S.NEEDS_ATTENTION):
             transition(original, S.ROLLED_BACK, reason=f"rolled back by deployment #{d.pk}", now=ctx.now)
 
 
@@ -578,6 +623,7 @@ HANDLERS: dict[str, Callable[[Context, dict[str, Any]], _Outcome]] = {
     "drain": _drain,
     "undrain": _undrain,
     "pause": _pause,
+    "approval": _approval,
     "analyze": _analyze,
     "finalize": _finalize,
 }

@@ -44,6 +44,9 @@ class Environment(models.Model):
     metrics = models.JSONField(default=dict, blank=True)
     frozen = models.BooleanField(default=False, help_text="Deploy freeze: only rollbacks may start.")
     freeze_reason = models.CharField(max_length=500, blank=True)
+    forbid_self_approval = models.BooleanField(
+        default=False, help_text="Approval steps cannot be approved by whoever requested the deployment."
+    )
     live_slot = models.CharField(max_length=10, blank=True)
     traffic = models.JSONField(default=dict, blank=True)
     current_release = models.ForeignKey(
@@ -136,6 +139,7 @@ class Deployment(models.Model):
         FAILED = "failed"
         ABORTED = "aborted"
         ROLLED_BACK = "rolled_back"
+        NEEDS_ATTENTION = "needs_attention"  # succeeded, but a required post-deployment check failed
 
     class Kind(models.TextChoices):
         DEPLOY = "deploy"
@@ -157,7 +161,7 @@ class Deployment(models.Model):
     plan = models.JSONField(default=list, help_text="Steps computed at creation by the strategy planner.")
     stable_slot = models.CharField(max_length=10, blank=True)
     target_slot = models.CharField(max_length=10, blank=True)
-    status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     status_reason = models.TextField(blank=True)
     current_step = models.PositiveIntegerField(default=0)
     step_state = models.JSONField(default=dict, blank=True, help_text="Progress within the current step.")
@@ -286,3 +290,152 @@ class Measurement(models.Model):
 
     def __str__(self) -> str:
         return f"{self.metric}={self.value} ({self.outcome})"
+
+
+# --- gates: checklists and approvals (see docs/gates.md) -------------------------------------
+
+
+class Phase(models.TextChoices):
+    PRE = "pre"
+    POST = "post"
+
+
+class Evaluator(models.TextChoices):
+    """Named automatic checks (implemented in ``deployments.evaluators``)."""
+
+    CI_PASSED = "ci_passed", "release CI status passed"
+    BACKUP_VERIFIED = "backup_verified", "a restore drill passed on a recent backup"
+    INSTANCES_HEALTHY = "instances_healthy", "all instances pass the health check"
+    METRICS_NORMAL = "metrics_normal", "analysis metrics within thresholds"
+    ALERT_RULES_LOADED = "alert_rules_loaded", "alert rules load (promtool or Prometheus)"
+    NO_OPEN_INCIDENT = "no_open_incident", "no open P1/P2 incident on the environment"
+
+
+class ChecklistTemplate(models.Model):
+    """The items a deployment's pre or post checklist is made of.
+
+    A template with no environment is the default for environments that have none of their
+    own; only ``active`` templates are instantiated.
+    """
+
+    class OnFailure(models.TextChoices):
+        NEEDS_ATTENTION = "needs_attention"
+        ROLLBACK = "rollback"
+
+    environment = models.ForeignKey(
+        Environment, null=True, blank=True, on_delete=models.CASCADE, related_name="checklist_templates"
+    )
+    phase = models.CharField(max_length=4, choices=Phase.choices)
+    name = models.CharField(max_length=200)
+    active = models.BooleanField(default=True)
+    on_failure = models.CharField(
+        max_length=16,
+        choices=OnFailure.choices,
+        default=OnFailure.NEEDS_ATTENTION,
+        help_text="Post checklists: what a failed required automatic item does to the deployment.",
+    )
+
+    class Meta:
+        ordering = ["environment_id", "phase"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["environment", "phase"],
+                name="checklist_template_one_per_env_phase",
+                nulls_distinct=False,
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.phase}, {self.environment or 'default'})"
+
+
+class ChecklistTemplateItem(models.Model):
+    """One line of a template: manual (a person checks it) or automatic (a named evaluator)."""
+
+    template = models.ForeignKey(ChecklistTemplate, on_delete=models.CASCADE, related_name="items")
+    position = models.PositiveIntegerField(default=0)
+    title = models.CharField(max_length=300)
+    evaluator = models.CharField(
+        max_length=30, choices=Evaluator.choices, blank=True, help_text="Empty: a manual item."
+    )
+    params = models.JSONField(default=dict, blank=True, help_text="Evaluator parameters, e.g. maxAgeHours.")
+    required = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["template_id", "position", "id"]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class ChecklistItem(models.Model):
+    """A template item instantiated for one deployment, with its state and evidence."""
+
+    class State(models.TextChoices):
+        PENDING = "pending"
+        PASSED = "passed"
+        FAILED = "failed"
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="checklist_items")
+    phase = models.CharField(max_length=4, choices=Phase.choices)
+    position = models.PositiveIntegerField(default=0)
+    title = models.CharField(max_length=300)
+    evaluator = models.CharField(max_length=30, choices=Evaluator.choices, blank=True)
+    params = models.JSONField(default=dict, blank=True)
+    required = models.BooleanField(default=True)
+    state = models.CharField(max_length=8, choices=State.choices, default=State.PENDING)
+    checked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    checked_at = models.DateTimeField(null=True, blank=True)
+    note = models.TextField(blank=True)
+    evidence = models.JSONField(default=dict, blank=True, help_text="What the evaluator saw.")
+    due_at = models.DateTimeField(
+        null=True, blank=True, help_text="Post items: when the worker evaluates it next."
+    )
+
+    class Meta:
+        ordering = ["deployment_id", "phase", "position", "id"]
+        indexes = [
+            models.Index(
+                fields=["due_at"],
+                condition=Q(state="pending", phase="post") & ~Q(evaluator=""),
+                name="checklist_item_due_idx",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"[{self.state}] {self.title}"
+
+    @property
+    def automatic(self) -> bool:
+        return bool(self.evaluator)
+
+
+class Approval(models.Model):
+    """A request for a human decision at an approval step, and the decision."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        APPROVED = "approved"
+        REJECTED = "rejected"
+        TIMED_OUT = "timed_out"
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="approvals")
+    step = models.IntegerField()
+    role = models.CharField(max_length=10, default="operator")
+    on_timeout = models.CharField(max_length=10, default="abort")
+    requested_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["requested_at", "id"]
+
+    def __str__(self) -> str:
+        return f"approval of #{self.deployment_id} step {self.step}: {self.status}"

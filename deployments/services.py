@@ -131,6 +131,7 @@ def deployment_create(
             "only rollbacks may start",
             code="environment_frozen",
         )
+    _refuse_if_incident_freeze(environment)
     missing = [name for name in ("router", "deployer") if not getattr(environment, name)]
     if missing:
         # No silent default: a forgotten router must not turn a rollout into a no-op.
@@ -151,6 +152,19 @@ def deployment_create(
         fingerprint=fingerprint,
         now=now,
     )
+
+
+def _refuse_if_incident_freeze(environment: Environment) -> None:
+    from incidents.selectors import environment_frozen_by_incident
+
+    incident = environment_frozen_by_incident(environment)
+    if incident is not None:
+        raise Conflict(
+            f"{environment} is frozen by incident #{incident.pk} ({incident.severity.code}: "
+            f"{incident.title}); only rollbacks may start",
+            code="environment_frozen",
+            details={"incident": incident.pk, "severity": incident.severity.code},
+        )
 
 
 def _replay(key: str, fingerprint: str) -> Deployment | None:
@@ -202,6 +216,10 @@ def _create(
                 request_fingerprint=fingerprint,
                 created_at=now,
             )
+            if kind == Deployment.Kind.DEPLOY:
+                from deployments.checklists import checklist_instantiate
+
+                checklist_instantiate(deployment=deployment)
     except IntegrityError as exc:
         if idempotency_key and "idempotency" in str(exc):
             replay = _replay(idempotency_key, fingerprint)

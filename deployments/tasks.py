@@ -35,3 +35,23 @@ def reconcile_deployments() -> int:
     for start in range(0, len(ids), RECONCILE_CHUNK):
         advance_deployments.delay(ids[start : start + RECONCILE_CHUNK])
     return len(ids)
+
+
+@shared_task(name="deployments.evaluate_checklist_items", ignore_result=True)
+def evaluate_checklist_items(item_ids: list[int]) -> None:
+    """Evaluate due post-deployment checklist items (a no-op for items already decided)."""
+    from deployments.checklists import post_item_evaluate
+
+    for item_id in item_ids:
+        post_item_evaluate(item_id=item_id)
+
+
+@shared_task(name="deployments.sweep_checklist_items", ignore_result=True)
+def sweep_checklist_items() -> int:
+    """Enqueue post-deployment items whose evaluation is due (windows ending, lost messages)."""
+    from deployments.checklists import claim_due_items
+
+    ids = claim_due_items(now=timezone.now())
+    if ids:
+        evaluate_checklist_items.delay(ids)
+    return len(ids)

@@ -18,10 +18,12 @@ ALLOWED: dict[str, frozenset[str]] = {
     S.PAUSED: frozenset({S.RUNNING, S.FAILED, S.ABORTED, S.ROLLED_BACK}),
     S.FAILED: frozenset({S.RUNNING}),  # retry
     S.ABORTED: frozenset({S.RUNNING}),  # retry
-    S.SUCCEEDED: frozenset({S.ROLLED_BACK}),  # a rollback deployment of it succeeded
+    # a rollback deployment of it succeeded; or a required post-deployment check failed
+    S.SUCCEEDED: frozenset({S.ROLLED_BACK, S.NEEDS_ATTENTION}),
+    S.NEEDS_ATTENTION: frozenset({S.ROLLED_BACK}),
     S.ROLLED_BACK: frozenset(),
 }
-TERMINAL = frozenset({S.SUCCEEDED, S.FAILED, S.ABORTED, S.ROLLED_BACK})
+TERMINAL = frozenset({S.SUCCEEDED, S.FAILED, S.ABORTED, S.ROLLED_BACK, S.NEEDS_ATTENTION})
 
 
 def can_transition(current: str, target: str) -> bool:

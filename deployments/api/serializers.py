@@ -10,6 +10,8 @@ from rest_framework import serializers
 
 from deployments.hooks import parse_hooks
 from deployments.models import (
+    Approval,
+    ChecklistItem,
     Deployment,
     DeploymentEvent,
     Environment,
@@ -101,6 +103,7 @@ class EnvironmentSerializer(serializers.ModelSerializer[Environment]):
             "hooks",
             "frozen",
             "freeze_reason",
+            "forbid_self_approval",
             "live_slot",
             "traffic",
             "current_release",
@@ -268,3 +271,73 @@ class DeploymentDetailSerializer(DeploymentSerializer):
     @extend_schema_field(OpenApiTypes.OBJECT)
     def get_traffic(self, obj: Deployment) -> Any:
         return obj.environment.traffic
+
+
+class ChecklistItemSerializer(serializers.ModelSerializer[ChecklistItem]):
+    checked_by: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True
+    )
+    kind = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ChecklistItem
+        fields = [
+            "id",
+            "phase",
+            "position",
+            "title",
+            "kind",
+            "evaluator",
+            "params",
+            "required",
+            "state",
+            "checked_by",
+            "checked_at",
+            "note",
+            "evidence",
+            "due_at",
+        ]
+        read_only_fields = fields
+
+    def get_kind(self, obj: ChecklistItem) -> str:
+        return "automatic" if obj.evaluator else "manual"
+
+
+class ApprovalSerializer(serializers.ModelSerializer[Approval]):
+    decided_by: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True
+    )
+
+    class Meta:
+        model = Approval
+        fields = [
+            "id",
+            "step",
+            "role",
+            "on_timeout",
+            "requested_at",
+            "expires_at",
+            "status",
+            "decided_by",
+            "decided_at",
+            "reason",
+        ]
+        read_only_fields = fields
+
+
+class ChecklistsSerializer(serializers.Serializer[Any]):
+    pre = ChecklistItemSerializer(many=True)
+    post = ChecklistItemSerializer(many=True)
+    blocking = serializers.ListField(
+        child=serializers.IntegerField(), help_text="Ids of required pre items not passed."
+    )
+    approvals = ApprovalSerializer(many=True)
+
+
+class CheckItemSerializer(serializers.Serializer[Any]):
+    passed = serializers.BooleanField(default=True, help_text="false records the item as failed.")
+    note = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
+
+
+class OverrideSerializer(serializers.Serializer[Any]):
+    reason = serializers.CharField(max_length=2000, help_text="Why the checklist is overridden (audited).")

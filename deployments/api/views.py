@@ -16,10 +16,19 @@ from rest_framework.serializers import BaseSerializer
 
 from controlplane.api.mixins import AuditedModelMixin
 from controlplane.roles import Role
-from deployments import selectors, services
+from deployments import approvals, checklists, selectors, services
 from deployments.api import serializers as s
 from deployments.api.filters import DeploymentFilter, EnvironmentFilter, InstanceFilter, ReleaseFilter
-from deployments.models import Deployment, Environment, Instance, Release, Service
+from deployments.models import (
+    Approval,
+    ChecklistItem,
+    Deployment,
+    Environment,
+    Instance,
+    Phase,
+    Release,
+    Service,
+)
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key",
@@ -93,9 +102,26 @@ class DeploymentViewSet(
 
     filterset_class = DeploymentFilter
     ordering_fields = ["created_at", "id"]
-    action_roles = dict.fromkeys(
-        ("create", "pause", "resume", "promote", "promote_full", "abort", "retry", "rollback"), Role.OPERATOR
-    )
+    action_roles = {
+        **dict.fromkeys(
+            (
+                "create",
+                "pause",
+                "resume",
+                "promote",
+                "promote_full",
+                "abort",
+                "retry",
+                "rollback",
+                "start",
+                "approve",
+                "reject",
+                "check_item",
+            ),
+            Role.OPERATOR,
+        ),
+        "override": Role.ADMIN,
+    }
 
     def get_queryset(self) -> QuerySet[Deployment]:
         if self.action == "list":
@@ -191,3 +217,91 @@ class DeploymentViewSet(
             idempotency_key=key,
         )
         return self._render(rollback, status.HTTP_201_CREATED)
+
+    # --- gates: checklists and approvals ----------------------------------------------------
+
+    @extend_schema(request=None, responses=s.DeploymentDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def start(self, request: Request, pk: str | None = None) -> Response:
+        """Start a pending deployment; 409 lists the required checklist items that block it."""
+        deployment = checklists.deployment_start(deployment=self.get_object(), actor=request.user)
+        return self._render(deployment)
+
+    @extend_schema(request=s.OverrideSerializer, responses=s.DeploymentDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def override(self, request: Request, pk: str | None = None) -> Response:
+        """Admins: start despite the pre-deployment checklist, with a written reason."""
+        data = s.OverrideSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        deployment = checklists.deployment_override_gate(
+            deployment=self.get_object(), actor=request.user, reason=data.validated_data["reason"]
+        )
+        return self._render(deployment)
+
+    def _decide(self, request: Request, approve: bool) -> Response:
+        data = s.VerbSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        approvals.approval_decide(
+            deployment=self.get_object(),
+            actor=request.user,
+            approve=approve,
+            reason=data.validated_data["reason"],
+        )
+        return self._render(self.get_object())
+
+    @extend_schema(request=s.VerbSerializer, responses=s.DeploymentDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def approve(self, request: Request, pk: str | None = None) -> Response:
+        """Approve the approval step the deployment waits at (needs the step's role)."""
+        return self._decide(request, True)
+
+    @extend_schema(request=s.VerbSerializer, responses=s.DeploymentDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def reject(self, request: Request, pk: str | None = None) -> Response:
+        """Reject it with a reason: the deployment is aborted and traffic returns to stable."""
+        return self._decide(request, False)
+
+    def _checklists(self, deployment: Deployment) -> Response:
+        items = list(ChecklistItem.objects.filter(deployment=deployment).select_related("checked_by"))
+        body = {
+            "pre": [i for i in items if i.phase == Phase.PRE],
+            "post": [i for i in items if i.phase == Phase.POST],
+            "blocking": [
+                i.pk
+                for i in items
+                if i.phase == Phase.PRE and i.required and i.state != ChecklistItem.State.PASSED
+            ]
+            if deployment.status == Deployment.Status.PENDING
+            else [],
+            "approvals": Approval.objects.filter(deployment=deployment).select_related("decided_by"),
+        }
+        return Response(s.ChecklistsSerializer(body).data)
+
+    @extend_schema(request=None, responses=s.ChecklistsSerializer)
+    @action(detail=True, methods=["get"], url_path="checklists")
+    def checklists(self, request: Request, pk: str | None = None) -> Response:
+        """The pre and post checklist items with state, who checked them and evidence; approvals."""
+        return self._checklists(self.get_object())
+
+    @extend_schema(
+        request=s.CheckItemSerializer,
+        responses=s.ChecklistItemSerializer,
+        parameters=[OpenApiParameter("item_id", OpenApiTypes.INT, OpenApiParameter.PATH)],
+    )
+    @action(detail=True, methods=["post"], url_path=r"checklists/items/(?P<item_id>[0-9]+)/check")
+    def check_item(self, request: Request, pk: str | None = None, item_id: str | None = None) -> Response:
+        """Check (or fail) a manual item, with an optional note."""
+        deployment = self.get_object()
+        data = s.CheckItemSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        pk = int(item_id or 0)
+        item = ChecklistItem.objects.filter(deployment=deployment, pk=pk).first() if pk < 2**63 else None
+        if item is None:
+            raise Http404
+        item = checklists.checklist_item_check(
+            item=item,
+            actor=request.user,
+            passed=data.validated_data["passed"],
+            note=data.validated_data["note"],
+        )
+        return Response(s.ChecklistItemSerializer(item).data)

@@ -15,6 +15,9 @@ def plan(config: BlueGreenConfig, state: EnvState) -> list[Step]:
     if config.pre_promotion is not None:
         a = config.pre_promotion
         out.append(s.analyze(a.metrics, a.duration_ms, slot=target, phase="pre-promotion"))
+    if config.approval is not None:
+        ap = config.approval
+        out.append(s.approval(ap.role, ap.timeout_ms, ap.on_timeout))
     if not config.auto_promotion_enabled:
         out.append(s.pause(None, reason="autoPromotionEnabled is false"))
     elif config.auto_promotion_ms:

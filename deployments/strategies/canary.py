@@ -27,6 +27,9 @@ def plan(config: CanaryConfig, state: EnvState) -> list[Step]:
             last_weight = step.weight
         elif step.kind == "pause":
             out.append(s.pause(step.duration_ms))
+        elif step.approval is not None:
+            a = step.approval
+            out.append(s.approval(a.role, a.timeout_ms, a.on_timeout))
         elif step.analysis is not None:
             out.append(
                 s.analyze(step.analysis.metrics, step.analysis.duration_ms, slot=target, phase="canary")

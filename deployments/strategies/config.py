@@ -57,11 +57,25 @@ class Analysis:
 
 
 @dataclasses.dataclass(frozen=True)
+class ApprovalSpec:
+    """Wait for someone holding ``role`` to approve; after ``timeout_ms`` abort or promote."""
+
+    role: str = "operator"
+    timeout_ms: int = 3_600_000
+    on_timeout: str = "abort"
+
+
+APPROVAL_ROLES = ("viewer", "operator", "admin")
+APPROVAL_ON_TIMEOUT = ("abort", "promote")
+
+
+@dataclasses.dataclass(frozen=True)
 class CanaryStep:
-    kind: str  # "weight" | "pause" | "analysis"
+    kind: str  # "weight" | "pause" | "analysis" | "approval"
     weight: int | None = None
     duration_ms: int | None = None  # pause: None = until promoted
     analysis: Analysis | None = None
+    approval: ApprovalSpec | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +94,7 @@ class BlueGreenConfig:
     post_promotion: Analysis | None
     scale_down_delay_ms: int | None
     health_check: HealthCheckConfig
+    approval: ApprovalSpec | None = None  # before traffic is switched
 
 
 @dataclasses.dataclass(frozen=True)
@@ -186,6 +201,25 @@ def _analysis(e: _Errors, path: str, value: Any) -> Analysis | None:
     return Analysis(metrics=metrics, duration_ms=duration)
 
 
+def _approval(e: _Errors, path: str, value: Any) -> ApprovalSpec | None:
+    obj = _object(e, path, value)
+    if obj is None:
+        return None
+    _known(e, path, obj, {"role", "timeout", "onTimeout"})
+    role = obj.get("role", "operator")
+    if role not in APPROVAL_ROLES:
+        e.add(f"{path}.role", f"must be one of: {', '.join(APPROVAL_ROLES)}")
+    timeout = _duration(e, f"{path}.timeout", obj.get("timeout", ApprovalSpec.timeout_ms))
+    if timeout == 0:
+        e.add(f"{path}.timeout", "must be greater than 0 (an approval never waits forever)")
+    on_timeout = obj.get("onTimeout", "abort")
+    if on_timeout not in APPROVAL_ON_TIMEOUT:
+        e.add(f"{path}.onTimeout", f"must be one of: {', '.join(APPROVAL_ON_TIMEOUT)}")
+    if role not in APPROVAL_ROLES or not timeout or on_timeout not in APPROVAL_ON_TIMEOUT:
+        return None
+    return ApprovalSpec(role=str(role), timeout_ms=timeout, on_timeout=str(on_timeout))
+
+
 def _health_check(e: _Errors, path: str, value: Any) -> HealthCheckConfig:
     obj = _object(e, path, value)
     if obj is None:
@@ -227,9 +261,9 @@ def _canary(e: _Errors, p: str, cfg: Mapping[str, Any]) -> CanaryConfig:
         step = _object(e, sp, raw)
         if step is None:
             continue
-        forms = [k for k in ("percentage", "setWeight", "pause", "analysis") if k in step]
+        forms = [k for k in ("percentage", "setWeight", "pause", "analysis", "approval") if k in step]
         if len(forms) != 1:
-            e.add(sp, "each step has exactly one of: percentage, setWeight, pause, analysis")
+            e.add(sp, "each step has exactly one of: percentage, setWeight, pause, analysis, approval")
             continue
         form = forms[0]
         weight: int | None = None
@@ -261,6 +295,11 @@ def _canary(e: _Errors, p: str, cfg: Mapping[str, Any]) -> CanaryConfig:
                         steps.append(CanaryStep(kind="pause", duration_ms=d))
                 else:
                     steps.append(CanaryStep(kind="pause", duration_ms=None))
+        elif form == "approval":
+            _known(e, sp, step, {"approval"})
+            approval = _approval(e, f"{sp}.approval", step["approval"])
+            if approval is not None:
+                steps.append(CanaryStep(kind="approval", approval=approval))
         else:
             _known(e, sp, step, {"analysis"})
             analysis = _analysis(e, f"{sp}.analysis", step["analysis"])
@@ -291,6 +330,7 @@ def _blue_green(e: _Errors, p: str, cfg: Mapping[str, Any]) -> BlueGreenConfig:
             "postPromotionAnalysis",
             "scaleDownDelaySeconds",
             "healthCheck",
+            "approval",
         },
     )
     active: str | None = None
@@ -347,6 +387,7 @@ def _blue_green(e: _Errors, p: str, cfg: Mapping[str, Any]) -> BlueGreenConfig:
         else None
     )
     health = _health_check(e, f"{p}.healthCheck", cfg["healthCheck"]) if "healthCheck" in cfg else None
+    approval = _approval(e, f"{p}.approval", cfg["approval"]) if "approval" in cfg else None
     return BlueGreenConfig(
         active_slot=active,
         slot_urls=urls,
@@ -356,6 +397,7 @@ def _blue_green(e: _Errors, p: str, cfg: Mapping[str, Any]) -> BlueGreenConfig:
         post_promotion=post,
         scale_down_delay_ms=scale_s * 1000 if scale_s is not None else None,
         health_check=health or HealthCheckConfig(),
+        approval=approval,
     )
 
 

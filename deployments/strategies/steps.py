@@ -15,6 +15,7 @@ KINDS = (
     "verify_health",  # wait until instances pass the health check
     "set_weight",  # canary slot gets `weight` percent, the stable slot the rest
     "pause",  # wait `duration_ms`, or until promoted when None
+    "approval",  # wait for a person with `role` to approve; after `timeout_ms` act per `on_timeout`
     "analyze",  # measure `metrics` on the target while holding for `duration_ms`
     "switch_traffic",  # all traffic to `slot`
     "drain",  # take instances out of the load balancer
@@ -72,6 +73,16 @@ def set_weight(weight: int) -> Step:
 def pause(duration_ms: int | None, *, reason: str = "") -> Step:
     title = f"Pause {duration_ms / 1000:g}s" if duration_ms is not None else "Pause until promoted"
     return {"kind": "pause", "duration_ms": duration_ms, "reason": reason, "title": title}
+
+
+def approval(role: str, timeout_ms: int, on_timeout: str) -> Step:
+    return {
+        "kind": "approval",
+        "role": role,
+        "timeout_ms": timeout_ms,
+        "on_timeout": on_timeout,
+        "title": f"Approval by {role} ({on_timeout} after {timeout_ms / 1000:g}s)",
+    }
 
 
 def analyze(

@@ -34,11 +34,14 @@ def test_rolled_back_is_final_and_only_retry_leaves_failure(path: list[str]) -> 
     for target in path:
         if can_transition(current, target):
             if current in TERMINAL:
-                # Leaving an end state: a retry of a failure or a rollback of a success, nothing else.
+                # Leaving an end state: a retry of a failure, a rollback of a success, or a
+                # success marked by a failed post-deployment check (then only rolled back).
                 assert (current, target) in {
                     (S.FAILED, S.RUNNING),
                     (S.ABORTED, S.RUNNING),
                     (S.SUCCEEDED, S.ROLLED_BACK),
+                    (S.SUCCEEDED, S.NEEDS_ATTENTION),
+                    (S.NEEDS_ATTENTION, S.ROLLED_BACK),
                 }
             current = target
     if current == S.ROLLED_BACK:
