@@ -41,6 +41,7 @@ def main() -> None:
     from django.utils import timezone
 
     from deployments import engine, evaluators
+    from deployments.demo.instance_app import InstanceApp
     from deployments.models import (
         ChecklistItem,
         ChecklistTemplate,
@@ -50,7 +51,6 @@ def main() -> None:
         Release,
         Service,
     )
-    from tests.support.instance_app import InstanceApp
 
     tag = uuid.uuid4().hex[:6]
     service = Service.objects.create(slug=f"bench-{tag}")

@@ -294,8 +294,12 @@ class DeploymentViewSet(
         deployment = self.get_object()
         data = s.CheckItemSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        pk = int(item_id or 0)
-        item = ChecklistItem.objects.filter(deployment=deployment, pk=pk).first() if pk < 2**63 else None
+        item_pk = int(item_id or 0)
+        item = (
+            ChecklistItem.objects.filter(deployment=deployment, pk=item_pk).first()
+            if item_pk < 2**63
+            else None
+        )
         if item is None:
             raise Http404
         item = checklists.checklist_item_check(
