@@ -26,7 +26,7 @@ import requests
 
 EXIT_OK, EXIT_FAILED, EXIT_ERROR, EXIT_TIMEOUT = 0, 1, 2, 3
 TERMINAL_OK = {"succeeded"}
-TERMINAL_BAD = {"failed", "aborted", "rolled_back"}
+TERMINAL_BAD = {"failed", "aborted", "rolled_back", "needs_attention"}
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
 
 
