@@ -254,6 +254,16 @@ def _create(
 # --- operator verbs ----------------------------------------------------------------------------
 
 
+def _lock_active(deployment: Deployment, verb: str) -> Deployment:
+    """Lock the row and refuse (409) unless the deployment is still active."""
+    d = _lock(deployment)
+    if not d.is_active:
+        raise Conflict(
+            f"only an active deployment can be {verb} (this one is {d.status})", code="illegal_transition"
+        )
+    return d
+
+
 def _lock(deployment: Deployment) -> Deployment:
     return (
         Deployment.objects.select_for_update(of=("self",))
@@ -330,12 +340,7 @@ def deployment_promote(
     """Skip the current pause or analysis step."""
     now = now or timezone.now()
     with transaction.atomic():
-        d = _lock(deployment)
-        if not d.is_active:
-            raise Conflict(
-                f"only an active deployment can be promoted (this one is {d.status})",
-                code="illegal_transition",
-            )
+        d = _lock_active(deployment, "promoted")
         step = d.current_step_spec
         if step is None or step["kind"] not in ("pause", "analyze"):
             kind = step["kind"] if step else "none"
@@ -374,12 +379,7 @@ def deployment_promote_full(
     """Skip every remaining pause, analysis and intermediate weight: go straight to 100%."""
     now = now or timezone.now()
     with transaction.atomic():
-        d = _lock(deployment)
-        if not d.is_active:
-            raise Conflict(
-                f"only an active deployment can be promoted (this one is {d.status})",
-                code="illegal_transition",
-            )
+        d = _lock_active(deployment, "promoted")
         done, rest = d.plan[: d.current_step], d.plan[d.current_step :]
         kept = [
             s
@@ -411,12 +411,7 @@ def deployment_abort(
     """Return all traffic to the stable release and end the deployment ``aborted``."""
     now = now or timezone.now()
     with transaction.atomic():
-        d = _lock(deployment)
-        if not d.is_active:
-            raise Conflict(
-                f"only an active deployment can be aborted (this one is {d.status})",
-                code="illegal_transition",
-            )
+        d = _lock_active(deployment, "aborted")
         _operator(d, "abort", actor, reason, now)
         note = ""
         if d.status != S.PENDING:
