@@ -56,6 +56,12 @@ def advance(deployment_id: int, clock: Clock, *, until_waiting: bool = True, rou
     raise AssertionError(f"deployment #{deployment_id} did not settle: {d.status} at step {d.current_step}")
 
 
+def submit(page: Any, selector: str) -> None:
+    """Click a submit button and wait until the page it leads to has loaded."""
+    with page.expect_navigation(wait_until="load"):
+        page.click(selector)
+
+
 def text(page: Any, selector: str = "body") -> str:
     return re.sub(r"\s+", " ", page.locator(selector).first.inner_text())
 
@@ -66,7 +72,7 @@ def start_canary_from_the_admin(page: Any, base: str, stage: Stage) -> int:
     page.select_option("#id_release", label=str(stage.v2))
     page.fill("#id_config", json.dumps(CANARY))
     page.fill("#id_reason", "browser canary")
-    page.click("input[name=_save]")
+    submit(page, "input[name=_save]")
     assert "was added successfully" in text(page, ".messagelist")
     return Deployment.objects.get(environment=stage.env, reason="browser canary").pk
 
@@ -75,7 +81,7 @@ def run_action(page: Any, base: str, changelist: str, pk: int, action: str) -> s
     page.goto(f"{base}/admin/{changelist}/")
     page.check(f'input[name="_selected_action"][value="{pk}"]')
     page.select_option("select[name=action]", action)
-    page.click('button[title="Run the selected action"]')
+    submit(page, 'button[title="Run the selected action"]')
     return text(page, ".messagelist")
 
 
@@ -140,7 +146,7 @@ def test_incident_declared_handed_off_resolved_and_written_up(admin_login: Any, 
     page.fill("#id_title", "Payments timing out")
     page.select_option("#id_severity", label=str(sev2))
     page.fill("#id_impact_summary", "Card payments fail for 30% of users")
-    page.click("input[name=_save]")
+    submit(page, "input[name=_save]")
     assert "was added successfully" in text(page, ".messagelist")
     incident = Incident.objects.get(title="Payments timing out")
     row = dashboard_row(page, base, "dash-incidents", incident.pk)
@@ -155,7 +161,7 @@ def test_incident_declared_handed_off_resolved_and_written_up(admin_login: Any, 
     page.goto(f"{base}/admin/incidents/incident/{incident.pk}/change/")
     page.select_option("#id_hand_off_to", label="second")
     page.fill("#id_handoff_note", "end of shift")
-    page.click("input[name=_continue]")
+    submit(page, "input[name=_continue]")
     assert "Command handed off from opsadmin to second: end of shift" in text(page)
     page.goto(f"{base}/admin/incidents/incident/")
     assert "second" in text(page, f"#result_list tr:has(input[value='{incident.pk}'])")
@@ -174,7 +180,7 @@ def test_incident_declared_handed_off_resolved_and_written_up(admin_login: Any, 
     page.fill("#id_impact", "30% of card payments failed for 40 minutes")
     page.fill("#id_root_causes", "A connection pool sized for the old traffic")
     page.fill("#id_resolution", "Pool resized and payments retried")
-    page.click("input[name=_save]")
+    submit(page, "input[name=_save]")
     assert "was changed successfully" in text(page, ".messagelist")
     assert "is now in review" in run_action(page, base, "incidents/postmortem", pm.pk, "send_to_review")
     assert "is now published" in run_action(page, base, "incidents/postmortem", pm.pk, "publish")
